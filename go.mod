@@ -1,0 +1,3 @@
+module github.com/rbdgw/rbdgw
+
+go 1.26
