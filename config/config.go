@@ -1,0 +1,239 @@
+// Package config is the gateway configuration model: portals, targets with
+// their session controls, CHAP credentials and initiator ACLs, disks and the
+// LUN maps that tie disks to targets. It knows nothing of the data path.
+//
+// Field names (JSON tags, which are also the YAML keys) follow ceph-iscsi's
+// gateway.conf and its control knobs, so admins find what they know.
+//
+// Validation is pure: Validate looks only at the value, never at the file
+// system or the network, so the API server, gwcli and the daemon share it.
+package config
+
+import "slices"
+
+// Defaults (ceph-iscsi's, as design.md lists them).
+const (
+	DefaultPortal  = "0.0.0.0:3260"
+	DefaultDataDir = "/var/lib/rbdgw"
+
+	DefaultCmdSNDepth               = 128
+	DefaultDataOutTimeout           = 20 // seconds
+	DefaultNopInTimeout             = 5  // seconds
+	DefaultNopInResponseTimeout     = 5  // seconds
+	DefaultImmediateData            = true
+	DefaultInitialR2T               = true
+	DefaultMaxOutstandingR2T        = 1
+	DefaultFirstBurstLength         = 262144
+	DefaultMaxBurstLength           = 524288
+	DefaultMaxRecvDataSegmentLength = 262144
+	DefaultMaxXmitDataSegmentLength = 262144
+
+	DefaultMaxDataAreaMB = 8
+	DefaultQFullTimeout  = 5  // seconds
+	DefaultOSDOpTimeout  = 30 // seconds
+	DefaultHWMaxSectors  = 1024
+
+	DefaultBlockSize = 512
+)
+
+// Config is one gateway's whole configuration.
+type Config struct {
+	// Portals are the "host:port" addresses the gateway listens on and that
+	// SendTargets advertises.
+	Portals []string `json:"portals" yaml:"portals"`
+	// DataDir holds generated state: WWNs of disks that had none, persistent
+	// reservations, the demo's CHAP secret.
+	DataDir string `json:"data_dir" yaml:"data_dir"`
+	// DiscoveryAuth, when its username is set, is required of discovery
+	// sessions.
+	DiscoveryAuth CHAP     `json:"discovery_auth" yaml:"discovery_auth"`
+	Disks         []Disk   `json:"disks,omitempty" yaml:"disks,omitempty"`
+	Targets       []Target `json:"targets,omitempty" yaml:"targets,omitempty"`
+}
+
+// CHAP holds one scope's CHAP credentials (discovery, target or host). An
+// empty username means CHAP is off for that scope.
+type CHAP struct {
+	Username       string `json:"username,omitempty" yaml:"username,omitempty"`
+	Password       string `json:"password,omitempty" yaml:"password,omitempty"`
+	MutualUsername string `json:"mutual_username,omitempty" yaml:"mutual_username,omitempty"`
+	MutualPassword string `json:"mutual_password,omitempty" yaml:"mutual_password,omitempty"`
+}
+
+// Enabled reports whether one-way CHAP is configured.
+func (c CHAP) Enabled() bool { return c.Username != "" }
+
+// Redacted returns a copy safe to log or print: passwords replaced.
+func (c CHAP) Redacted() CHAP {
+	if c.Password != "" {
+		c.Password = "<redacted>"
+	}
+	if c.MutualPassword != "" {
+		c.MutualPassword = "<redacted>"
+	}
+	return c
+}
+
+// Target is one iSCSI target node.
+type Target struct {
+	IQN      string         `json:"iqn" yaml:"iqn"`
+	Alias    string         `json:"alias,omitempty" yaml:"alias,omitempty"`
+	Auth     CHAP           `json:"auth" yaml:"auth"`
+	Controls TargetControls `json:"controls" yaml:"controls"`
+	// Hosts restricts the target to the listed initiators; empty admits any
+	// initiator that passes the target's CHAP (if any).
+	Hosts []Host `json:"hosts,omitempty" yaml:"hosts,omitempty"`
+	// LUNs maps LUN ids to disks.
+	LUNs []LUNMap `json:"luns,omitempty" yaml:"luns,omitempty"`
+}
+
+// NewTarget returns a target with default controls.
+func NewTarget(iqn string) Target {
+	return Target{IQN: iqn, Controls: DefaultTargetControls()}
+}
+
+// LUNMap exposes one disk as one LUN of a target.
+type LUNMap struct {
+	LUNID uint64 `json:"lun_id" yaml:"lun_id"`
+	Disk  string `json:"disk" yaml:"disk"`
+}
+
+// Host is an initiator ACL entry.
+type Host struct {
+	IQN string `json:"iqn" yaml:"iqn"`
+	// Auth, when set, replaces the target's CHAP credentials for this host.
+	Auth CHAP `json:"auth" yaml:"auth"`
+	// LUNs lists the target LUN ids this host sees; empty means all.
+	LUNs []uint64 `json:"luns,omitempty" yaml:"luns,omitempty"`
+}
+
+// TargetControls are the per-target session knobs under ceph-iscsi's names.
+// Lengths are bytes, timeouts seconds.
+type TargetControls struct {
+	CmdSNDepth               uint32 `json:"cmdsn_depth" yaml:"cmdsn_depth"`
+	DataOutTimeout           uint32 `json:"dataout_timeout" yaml:"dataout_timeout"`
+	NopInTimeout             uint32 `json:"nopin_timeout" yaml:"nopin_timeout"` // 0 disables NOP-In pings
+	NopInResponseTimeout     uint32 `json:"nopin_response_timeout" yaml:"nopin_response_timeout"`
+	ImmediateData            bool   `json:"immediate_data" yaml:"immediate_data"`
+	InitialR2T               bool   `json:"initial_r2t" yaml:"initial_r2t"`
+	MaxOutstandingR2T        uint32 `json:"max_outstanding_r2t" yaml:"max_outstanding_r2t"`
+	FirstBurstLength         uint32 `json:"first_burst_length" yaml:"first_burst_length"`
+	MaxBurstLength           uint32 `json:"max_burst_length" yaml:"max_burst_length"`
+	MaxRecvDataSegmentLength uint32 `json:"max_recv_data_segment_length" yaml:"max_recv_data_segment_length"`
+	MaxXmitDataSegmentLength uint32 `json:"max_xmit_data_segment_length" yaml:"max_xmit_data_segment_length"`
+}
+
+// DefaultTargetControls returns ceph-iscsi's defaults.
+func DefaultTargetControls() TargetControls {
+	return TargetControls{
+		CmdSNDepth:               DefaultCmdSNDepth,
+		DataOutTimeout:           DefaultDataOutTimeout,
+		NopInTimeout:             DefaultNopInTimeout,
+		NopInResponseTimeout:     DefaultNopInResponseTimeout,
+		ImmediateData:            DefaultImmediateData,
+		InitialR2T:               DefaultInitialR2T,
+		MaxOutstandingR2T:        DefaultMaxOutstandingR2T,
+		FirstBurstLength:         DefaultFirstBurstLength,
+		MaxBurstLength:           DefaultMaxBurstLength,
+		MaxRecvDataSegmentLength: DefaultMaxRecvDataSegmentLength,
+		MaxXmitDataSegmentLength: DefaultMaxXmitDataSegmentLength,
+	}
+}
+
+// Disk is one block device image.
+type Disk struct {
+	// Name identifies the disk in LUN maps ("pool/image" in ceph-iscsi).
+	Name string `json:"name" yaml:"name"`
+	// Backend is "file:<path>" or, later, "rbd:<pool>[/<namespace>]/<image>".
+	Backend string `json:"backend" yaml:"backend"`
+	// Size is the image size; the file is created sparse or grown to it.
+	Size Size `json:"size" yaml:"size"`
+	// WWN is the LU's 128-bit identity (32 hex digits, dashes allowed). When
+	// empty the gateway generates one and persists it in the data dir, so the
+	// identity survives restarts; set it explicitly in a cluster.
+	WWN        string       `json:"wwn,omitempty" yaml:"wwn,omitempty"`
+	BlockSize  uint32       `json:"block_size" yaml:"block_size"`
+	WriteCache bool         `json:"write_cache" yaml:"write_cache"`
+	ReadOnly   bool         `json:"read_only" yaml:"read_only"`
+	Controls   DiskControls `json:"controls" yaml:"controls"`
+}
+
+// NewDisk returns a disk with default block size and controls.
+func NewDisk(name, backend string, size Size) Disk {
+	return Disk{Name: name, Backend: backend, Size: size, BlockSize: DefaultBlockSize, Controls: DefaultDiskControls()}
+}
+
+// DiskControls are the per-disk knobs under ceph-iscsi's names. Of these,
+// hw_max_sectors bounds a single transfer (in logical blocks); the others
+// are kept for compatibility with ceph-iscsi configurations.
+type DiskControls struct {
+	MaxDataAreaMB uint32 `json:"max_data_area_mb" yaml:"max_data_area_mb"`
+	QFullTimeout  uint32 `json:"qfull_timeout" yaml:"qfull_timeout"`
+	OSDOpTimeout  uint32 `json:"osd_op_timeout" yaml:"osd_op_timeout"`
+	HWMaxSectors  uint32 `json:"hw_max_sectors" yaml:"hw_max_sectors"`
+}
+
+// DefaultDiskControls returns ceph-iscsi's defaults.
+func DefaultDiskControls() DiskControls {
+	return DiskControls{
+		MaxDataAreaMB: DefaultMaxDataAreaMB,
+		QFullTimeout:  DefaultQFullTimeout,
+		OSDOpTimeout:  DefaultOSDOpTimeout,
+		HWMaxSectors:  DefaultHWMaxSectors,
+	}
+}
+
+// Default returns a usable configuration: one portal, the default data dir,
+// no targets.
+func Default() Config {
+	return Config{Portals: []string{DefaultPortal}, DataDir: DefaultDataDir}
+}
+
+// Clone returns a deep copy, so a caller holding the original cannot
+// change a running gateway's view.
+func (c Config) Clone() Config {
+	c.Portals = slices.Clone(c.Portals)
+	c.Disks = slices.Clone(c.Disks)
+	ts := make([]Target, len(c.Targets))
+	for i, t := range c.Targets {
+		t.LUNs = slices.Clone(t.LUNs)
+		hs := make([]Host, len(t.Hosts))
+		for j, h := range t.Hosts {
+			h.LUNs = slices.Clone(h.LUNs)
+			hs[j] = h
+		}
+		if t.Hosts == nil {
+			hs = nil
+		}
+		t.Hosts = hs
+		ts[i] = t
+	}
+	if c.Targets == nil {
+		ts = nil
+	}
+	c.Targets = ts
+	return c
+}
+
+// Disk returns the disk with the given name.
+func (c *Config) Disk(name string) (*Disk, bool) {
+	for i := range c.Disks {
+		if c.Disks[i].Name == name {
+			return &c.Disks[i], true
+		}
+	}
+	return nil, false
+}
+
+// Redacted returns a deep copy with every password replaced, for logging.
+func (c Config) Redacted() Config {
+	r := c.Clone()
+	r.DiscoveryAuth = r.DiscoveryAuth.Redacted()
+	for i := range r.Targets {
+		r.Targets[i].Auth = r.Targets[i].Auth.Redacted()
+		for j := range r.Targets[i].Hosts {
+			r.Targets[i].Hosts[j].Auth = r.Targets[i].Hosts[j].Auth.Redacted()
+		}
+	}
+	return r
+}
