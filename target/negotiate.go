@@ -276,8 +276,8 @@ func (n *LoginNegotiator) step(s LoginStep) (LoginReply, *LoginError) {
 		if inStep[kv.Key] {
 			// RFC 7143 6.2: "Neither the initiator nor the target should
 			// attempt to declare or negotiate a parameter more than once
-			// during login ... If detected by the target, this MUST result
-			// in a Login reject (initiator error)."
+			// during login"; a target detecting it MUST answer with a
+			// Login reject (initiator error).
 			return LoginReply{}, ErrInitiatorError("key " + kv.Key + " sent twice")
 		}
 		inStep[kv.Key] = true
@@ -358,9 +358,10 @@ func (n *LoginNegotiator) step(s LoginStep) (LoginReply, *LoginError) {
 
 	// Declarations the target makes on its own.
 	if first && n.params.SessionType == SessionNormal {
-		// RFC 7143 13.9: "The TargetPortalGroupTag key ... MUST be
-		// returned in the first Login Response PDU of the first login
-		// connection of a normal session."
+		// RFC 7143 13.9 and the SSID definition of section 2.2: the
+		// TargetPortalGroupTag key "must also be returned by the target as
+		// a confirmation during connection establishment when TargetName
+		// is given"; we send it in the first Login Response.
 		reply = append(reply, KeyValue{"TargetPortalGroupTag", strconv.Itoa(int(n.params.Target.PortalGroupTag))})
 		if a := n.params.Target.Alias; a != "" {
 			reply = append(reply, KeyValue{"TargetAlias", a})
@@ -432,8 +433,9 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 			tname, hasTarget = kv.Value, true
 		}
 	}
-	// RFC 7143 13.6: "This key ... MUST be sent by the initiator in the
-	// first Login Request"; 11.13.5: 0207 "Missing parameter".
+	// RFC 7143 13.6: the initiator "MUST provide this key to the remote
+	// endpoint at the first login of the Login Phase for every
+	// connection"; 11.13.5: 0207, missing parameter.
 	if !hasName || name == "" {
 		return ErrMissingParameter("InitiatorName missing from the first login request")
 	}
@@ -442,7 +444,7 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 	}
 	n.params.InitiatorName = name
 	// RFC 7143 13.21: SessionType is Discovery or Normal, default Normal;
-	// 11.13.5: 0209 "the requested session type is not supported".
+	// 11.13.5: 0209, session type not supported.
 	switch stype {
 	case "", "Normal":
 		n.params.SessionType = SessionNormal
@@ -458,9 +460,10 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 			n.auth = n.cfg.DiscoveryAuth
 		}
 	} else {
-		// RFC 7143 13.4: TargetName "MUST be provided by the initiator
-		// of the iSCSI connection in the first Login Request PDU ... for
-		// normal sessions"; 11.13.5: 0207 "Missing parameter".
+		// RFC 7143 13.4: the initiator "MUST provide this key to the
+		// remote endpoint in the first Login Request if the initiator is
+		// not establishing a Discovery session"; 11.13.5: 0207, missing
+		// parameter.
 		if !hasTarget || tname == "" {
 			return ErrMissingParameter("TargetName missing from the first login request")
 		}
@@ -471,15 +474,15 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 		if n.cfg.LookupTarget != nil {
 			t = n.cfg.LookupTarget(tname)
 		}
-		// RFC 7143 11.13.5: 0203 "The requested iSCSI Target Name
-		// (ITN) does not exist at this address."
+		// RFC 7143 11.13.5: 0203, target not found: no such target
+		// name at this address.
 		if t == nil {
 			return ErrTargetNotFound("no target " + tname)
 		}
 		n.params.TargetName, n.params.Target = tname, t
 		acl, ok := matchACL(t, name)
-		// RFC 7143 11.13.5: 0202 "The initiator is not allowed access
-		// to the given target."
+		// RFC 7143 11.13.5: 0202, authorization failure: the initiator
+		// is not allowed access to the given target.
 		if !ok {
 			return ErrAuthorizationFailure(name + " is not in the ACL of " + tname)
 		}
@@ -493,9 +496,9 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 		n.op = normalizeOp(t.Op)
 	}
 	n.chap.creds = n.auth
-	// RFC 7143 6.3: "the initiator may skip the SecurityNegotiation
-	// stage" only if the target lets it; a target that requires
-	// authentication refuses with 0201 "Authentication failure".
+	// RFC 7143 6.3: the initiator may skip the SecurityNegotiation stage
+	// (start with CSG=1) only when the target does not require
+	// authentication; otherwise 11.13.5 0201, authentication failure.
 	if s.CSG == StageOperational && n.auth != nil {
 		return ErrAuthFailure("authentication required, security stage skipped")
 	}
@@ -641,8 +644,8 @@ func (n *LoginNegotiator) authMethodKey(v string) ([]KeyValue, *LoginError) {
 			return []KeyValue{{"AuthMethod", want}}, nil
 		}
 	}
-	// RFC 7143 11.13.5: 0201 "The initiator could not be successfully
-	// authenticated": this target will not admit it without CHAP.
+	// RFC 7143 11.13.5: 0201, authentication failure: this target will
+	// not admit the initiator without CHAP.
 	if n.auth != nil {
 		return nil, ErrAuthFailure("CHAP required, initiator offered AuthMethod=" + v)
 	}
@@ -690,7 +693,7 @@ const (
 	kindMin                        // numerical, result is the minimum
 	kindMax                        // numerical, result is the maximum
 	kindList                       // list, the responder picks the first value it supports
-	kindObsolete                   // RFC 3720 keys retired by RFC 7143 13.26
+	kindObsolete                   // RFC 3720 keys retired by RFC 7143 13.25
 )
 
 // opKey is one operational key of RFC 7143 section 13.
@@ -789,12 +792,12 @@ var opKeys = map[string]opKey{
 	"TaskReporting": {kind: kindList, leadingOnly: true, discoveryIrrelevant: true, def: "RFC3720",
 		ours: func(*LoginNegotiator) string { return "RFC3720" },
 		set:  func(*SessionParams, string) {}},
-	// 13.24 (RFC 7144 2.1): iSCSIProtocolLevel 0..31, minimum; RFC 7143
+	// 13.24: iSCSIProtocolLevel 0..31, minimum; RFC 7143
 	// is level 1.
 	"iSCSIProtocolLevel": {kind: kindMin, lo: 0, hi: 31, leadingOnly: true, def: "0",
 		ours: func(*LoginNegotiator) string { return "1" },
 		set:  func(*SessionParams, string) {}},
-	// 13.26: "When an IFMarker or OFMarker key is received, a compliant
+	// 13.25 (obsoleted keys): "When an IFMarker or OFMarker key is received, a compliant
 	// iSCSI implementation SHOULD respond with the constant "Reject"
 	// value. The implementation MAY alternatively respond with a "No"
 	// value." We answer No, which RFC 3720 initiators also understand.
@@ -846,9 +849,8 @@ func (n *LoginNegotiator) opKey(kv KeyValue, def opKey) (KeyValue, bool) {
 		return KeyValue{}, false
 	}
 	res, ok := resolve(def, kv.Value, def.ours(n))
-	// RFC 7143 6.2: "If the value is out of range or otherwise
-	// unacceptable ... the responder ... responds with Reject"; the key
-	// keeps its default.
+	// RFC 7143 6.2: a responder that finds the offered value out of
+	// range or unacceptable answers key=Reject; the key keeps its default.
 	if !ok {
 		return KeyValue{kv.Key, valReject}, true
 	}

@@ -21,12 +21,11 @@ func (e *TextError) Error() string {
 
 // Limits of RFC 7143 section 6.1.
 const (
-	// "A key-name ... MUST NOT exceed 63 bytes."
+	// A key name is at most 63 bytes.
 	maxKeyLen = 63
-	// "the maximum length of an individual value (not its encoded
-	// representation) is 255 bytes, not including the delimiter" except for
-	// binary values, which may be up to 8192 bytes; CHAP challenges and
-	// responses are the only long ones we accept.
+	// RFC 7143 6.1 limits a value to 255 bytes unless its key says
+	// otherwise; binary values (CHAP) may be longer, so the parser allows
+	// 8192 bytes and leaves per-key limits to the negotiation.
 	maxValueLen = 8192
 )
 
@@ -67,14 +66,13 @@ func ParseText(data []byte) ([]KeyValue, error) {
 		if len(key) == 0 {
 			return nil, &TextError{off, "empty key"}
 		}
-		// RFC 7143 6.1: "A key-name is a whatever string of ... (not
-		// exceeding 63 bytes)".
+		// RFC 7143 6.1: a key name is at most 63 bytes.
 		if len(key) > maxKeyLen {
 			return nil, &TextError{off, "key longer than 63 bytes"}
 		}
-		// RFC 7143 6.1: key-name consists of "letters (A-Z, a-z), digits
-		// (0-9), dot (.), minus (-), plus (+), commercial at (@),
-		// underscore (_)"; "X-" and "X#" prefixes add '#' for the latter.
+		// RFC 7143 6.1: key names are made of letters, digits, dot,
+		// minus, plus, commercial at and underscore; 13.27 adds the '#'
+		// of "X#" IANA-registered keys.
 		for i, c := range key {
 			if !isKeyChar(c) && !(i == 1 && c == '#' && key[0] == 'X') {
 				return nil, &TextError{off + i, fmt.Sprintf("invalid key character %q", c)}
