@@ -21,12 +21,12 @@ func registerPR(t *opcodeTable) {
 	// RESERVE(6) holder does (SPC-2 5.5.1), so the conflict hook decides.
 	for _, sa := range []byte{prInReadKeys, prInReadReservation, prInReportCaps, prInReadFullStatus} {
 		t.add(define("PERSISTENT RESERVE IN", usage(0x5E, sa, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x07),
-			opALUAStandby, decodePersistentReserveIn, execPersistentReserveIn))
+			opALUAStandby, decodePersistentReserveIn, execPersistentReserveIn).withSA(uint16(sa)))
 	}
 	for _, sa := range []byte{prOutRegister, prOutReserve, prOutRelease, prOutClear, prOutPreempt,
 		prOutPreemptAndAbort, prOutRegisterIgnore, prOutRegisterAndMove} {
 		t.add(define("PERSISTENT RESERVE OUT", usage(0x5F, sa, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x07),
-			opALUAStandby, decodePersistentReserveOut, execPersistentReserveOut))
+			opALUAStandby, decodePersistentReserveOut, execPersistentReserveOut).withSA(uint16(sa)))
 	}
 }
 

@@ -1,0 +1,5 @@
+package scsi
+
+type xcopyResults struct{}
+
+func registerXCopy(t *opcodeTable) {}
