@@ -261,6 +261,11 @@ func (n *LoginNegotiator) step(s LoginStep) (LoginReply, *LoginError) {
 		return LoginReply{}, err
 	}
 	first := !n.started
+	if first {
+		// RFC 7143 6.3: the first request names the stage the login
+		// starts in (security, or operational when skipping security).
+		n.stage = s.CSG
+	}
 	n.started = true
 	if first {
 		if err := n.identify(s); err != nil {
