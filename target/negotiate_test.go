@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -390,4 +391,56 @@ func TestNoTransitWithoutT(t *testing.T) {
 	if !r.Transit || !n.Done() || n.Params().MaxBurstLength != 131072 {
 		t.Fatalf("reply %+v params %+v", r, n.Params())
 	}
+}
+
+// FuzzLoginNegotiator feeds random request sequences: the negotiator must
+// never panic, and a completed login must have consistent parameters.
+// Input: requests separated by 0xFF; each request's first byte holds
+// T (0x80), CSG (bits 2-3) and NSG (bits 0-1), the rest is a text segment.
+func FuzzLoginNegotiator(f *testing.F) {
+	f.Add([]byte("\x87InitiatorName=iqn.i\x00TargetName=" + testIQN + "\x00MaxBurstLength=4096\x00"))
+	f.Add([]byte("\x81InitiatorName=iqn.i\x00TargetName=" + testIQN + "\x00AuthMethod=CHAP,None\x00\xff\x01CHAP_A=5,7\x00\xff\x81CHAP_N=u\x00CHAP_R=0x00\x00"))
+	f.Add([]byte("\x87InitiatorName=iqn.i\x00SessionType=Discovery\x00HeaderDigest=CRC32C\x00"))
+	f.Add([]byte("\x81InitiatorName=iqn.i\x00TargetName=" + testIQN + "\x00AuthMethod=None\x00\xff\x87FirstBurstLength=512\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		open := newTestTarget()
+		chap := newTestTarget()
+		chap.Name = "iqn.chap"
+		chap.Auth = &CHAP{Username: "u", Secret: "s", MutualUsername: "m", MutualSecret: "ms"}
+		n := NewLoginNegotiator(LoginConfig{LookupTarget: lookupOf(open, chap), Leading: len(data)%2 == 0,
+			DiscoveryAuth: &CHAP{Username: "d", Secret: "ds"}})
+		for _, req := range bytes.Split(data, []byte{0xff}) {
+			if len(req) == 0 {
+				continue
+			}
+			kvs, err := ParseText(req[1:])
+			if err != nil {
+				continue
+			}
+			s := LoginStep{Transit: req[0]&0x80 != 0, CSG: Stage(req[0]>>2) & 3, NSG: Stage(req[0]) & 3, Keys: kvs}
+			r, lerr := n.Step(s)
+			if lerr != nil {
+				if lerr.Class == 0 {
+					t.Fatalf("refusal with success class: %v", lerr)
+				}
+				return
+			}
+			if r.Transit && r.NSG <= s.CSG {
+				t.Fatalf("target transited backwards: %+v for %+v", r, s)
+			}
+			for _, kv := range r.Keys {
+				if kv.Key == "" {
+					t.Fatalf("empty key in reply %v", r.Keys)
+				}
+			}
+		}
+		if n.Done() {
+			p := n.Params()
+			if p.FirstBurstLength > p.MaxBurstLength || p.MaxConnections != 1 || p.ErrorRecoveryLevel != 0 ||
+				p.MaxRecvDataSegmentLength < 512 || p.TargetMaxRecvDataSegmentLength < 512 ||
+				(p.SessionType == SessionNormal && p.Target == nil) || (p.Target == chap && n.chap.state != chapDone) {
+				t.Fatalf("inconsistent params %+v", p)
+			}
+		}
+	})
 }
