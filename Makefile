@@ -52,7 +52,8 @@ unit:
 # Every Fuzz target of every package, briefly (FUZZTIME each).
 fuzz:
 	@for pkg in $$($(GO) list ./... | grep -v '/tests$$'); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
+		for f in $$(echo "$$list" | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
 			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg >/tmp/rbdgw-fuzz.log 2>&1 || \
 				{ cat /tmp/rbdgw-fuzz.log; exit 1; }; \

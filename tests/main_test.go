@@ -43,7 +43,7 @@ func runMain(m *testing.M) int {
 	// daemon started by a test outlives the test binary.
 	defer killAllDaemons()
 
-	if e2eTarget() == "rbdgw" || os.Getenv("RBDGW_CONFORMANCE_PEER") == "" {
+	if e2eTarget() == "rbdgw" {
 		rbdgwBin = filepath.Join(dir, "rbdgw")
 		buildErr = buildRbdgw(rbdgwBin)
 		if buildErr != nil {
