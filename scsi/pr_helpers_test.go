@@ -55,23 +55,22 @@ func newMemLU(t *testing.T, blocks int64) (*scsi.LogicalUnit, *scsitest.MemBacke
 
 // do runs one command; in is the Data-In buffer size.
 func do(lu *scsi.LogicalUnit, n *scsi.Nexus, cdb, out []byte, in int) scsi.Response {
+	_, r := doIn(lu, n, cdb, out, in)
+	return r
+}
+
+// doIn runs one command and returns its valid Data-In bytes too.
+func doIn(lu *scsi.LogicalUnit, n *scsi.Nexus, cdb, out []byte, in int) ([]byte, scsi.Response) {
 	cmd := &scsi.Command{Nexus: n, CDB: cdb, DataOut: out, ExpectedLength: uint32(max(len(out), in)), DataIn: make([]byte, in)}
 	if len(out) > 0 {
 		cmd.Dir = scsi.DirWrite
 	}
 	if in > 0 {
 		cmd.Dir |= scsi.DirRead
-		cmd.DataIn = make([]byte, in)
 	}
 	r := lu.Execute(context.Background(), cmd)
-	if r.Status == scsi.StatusGood && in > 0 {
-		// Keep the data with the response for callers.
-		lastIn = cmd.DataIn[:r.DataLen]
-	}
-	return r
+	return cmd.DataIn[:r.DataLen], r
 }
-
-var lastIn []byte
 
 // hello clears the power-on unit attention of a nexus.
 func hello(t *testing.T, lu *scsi.LogicalUnit, ns ...*scsi.Nexus) {
@@ -128,8 +127,7 @@ func cdb16(op byte, b1 byte, lba uint64, n uint32) []byte {
 }
 
 func read10(lu *scsi.LogicalUnit, n *scsi.Nexus, lba uint32, blocks uint16) ([]byte, scsi.Response) {
-	r := do(lu, n, cdb10(0x28, 0, lba, blocks), nil, int(blocks)*512)
-	return lastIn, r
+	return doIn(lu, n, cdb10(0x28, 0, lba, blocks), nil, int(blocks)*512)
 }
 
 func write10(lu *scsi.LogicalUnit, n *scsi.Nexus, lba uint32, data []byte) scsi.Response {
@@ -161,6 +159,5 @@ func prIn(lu *scsi.LogicalUnit, n *scsi.Nexus, sa byte) ([]byte, scsi.Response) 
 	c := make([]byte, 10)
 	c[0], c[1] = 0x5E, sa
 	binary.BigEndian.PutUint16(c[7:], 4096)
-	r := do(lu, n, c, nil, 4096)
-	return lastIn, r
+	return doIn(lu, n, c, nil, 4096)
 }

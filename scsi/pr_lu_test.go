@@ -12,8 +12,8 @@ import (
 // conflictMatrix is SPC-4 5.13.1 table 66 for READ and WRITE: may a
 // non-holder registered (reg) / unregistered (unreg) nexus read / write?
 var conflictMatrix = []struct {
-	typ                                  byte
-	regRead, regWrite, unRead, unWrite   bool
+	typ                                byte
+	regRead, regWrite, unRead, unWrite bool
 }{
 	{scsi.PRTypeWriteExclusive, true, false, true, false},
 	{scsi.PRTypeExclusiveAccess, false, false, false, false},
