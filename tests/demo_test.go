@@ -57,8 +57,13 @@ func TestDemo(t *testing.T) {
 	if out, err := inquiry(initiator1, url); err != nil {
 		t.Errorf("iscsi-inq %s (the demo's URL, as is): %v\n%s", url, err, out)
 	}
-	if out, err := run(20*time.Second, "iscsi-ls", "-s", "iscsi://"+portal); err != nil || !strings.Contains(out, "DIRECT_ACCESS") {
-		t.Errorf("iscsi-ls -s iscsi://%s: %v\n%s", portal, err, out)
+	// Discovery with the same credentials the URL carries, if any.
+	disc := url
+	if i := strings.Index(strings.TrimPrefix(url, "iscsi://"), "/"); i >= 0 {
+		disc = url[:len("iscsi://")+i]
+	}
+	if out, err := run(20*time.Second, "iscsi-ls", "-s", disc); err != nil || !strings.Contains(out, "DIRECT_ACCESS") {
+		t.Errorf("iscsi-ls -s %s: %v\n%s", disc, err, out)
 	}
 }
 
