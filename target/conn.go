@@ -1,0 +1,629 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Named caps on every queue (house rule 5). Exceeding one is a ConnError.
+const (
+	maxQueuedWrites    = 8192     // PDUs waiting for the writer
+	maxQueuedCtrl      = 8        // control messages from the Server
+	maxImmediateTasks  = 64       // immediate commands in flight
+	maxLoginText       = 64 << 10 // joined login/text request bytes
+	maxTransferLength  = 64 << 20 // largest EDTL we buffer
+	loginTimeout       = 30 * time.Second
+	shutdownLogoutWait = 5 * time.Second
+	finalFlushTimeout  = 2 * time.Second
+	loginMaxSegment    = 8192 // RFC 7143 13.12: MaxRecvDataSegmentLength default, in force during login
+)
+
+type ctrlKind uint8
+
+const (
+	ctrlShutdown ctrlKind = iota + 1 // ask the initiator to log out
+	ctrlDrop                         // close now (reinstatement, target removed)
+)
+
+// ctrlMsg is a request from the Server to a connection's serve loop
+// (house rule 13: changes reach connections as messages).
+type ctrlMsg struct {
+	kind   ctrlKind
+	reason string
+}
+
+// readResult is one PDU or the reader's terminal error.
+type readResult struct {
+	raw rawPDU
+	err error
+}
+
+// errCloseAfterFlush ends the serve loop cleanly after a Logout Response or a
+// login rejection: what is queued is written, then the connection closes.
+var errCloseAfterFlush = errors.New("close after flush")
+
+// conn is one iSCSI connection. Field groups name their owner.
+type conn struct {
+	// Immutable.
+	srv  *Server
+	nc   net.Conn
+	log  *slog.Logger
+	pool *bufPool
+
+	// Channels into the serve loop, each commented with its sender.
+	readCh    chan readResult // written by readLoop
+	readMore  chan struct{}   // written by the serve loop, read by readLoop: the gate
+	doneCh    chan *task      // written by runTask workers
+	tmfDoneCh chan *tmfWait   // written by tmf router goroutines
+	ctrlCh    chan ctrlMsg    // written by Server methods
+	loopDone  chan struct{}   // closed by the serve loop when it returns
+	finished  chan struct{}   // closed when the connection is fully torn down
+
+	wq *writeQueue // shared with writeLoop under its own mutex
+
+	// Owned by readLoop; reconfigured by the serve loop only while readLoop
+	// waits on readMore.
+	pr pduReader
+
+	inflightGauge atomic.Int32 // commands executing, for Sessions()
+	workers       sync.WaitGroup
+
+	// Owned by the serve loop.
+	loopG        goroutineID
+	full         bool // full feature phase reached
+	login        loginState
+	sess         *session
+	params       SessionParams
+	op           Operational
+	maxSend      int // most data bytes per PDU we send (initiator's MRDSL)
+	statSN       uint32
+	expCmdSN     uint32
+	maxCmdSN     uint32
+	depth        uint32
+	inflight     uint32 // delivered non-immediate tasks not yet retired
+	immediate    int
+	tasks        map[uint32]*task  // by ITT
+	pending      map[uint32]queued // CmdSN reorder queue, in window, > ExpCmdSN
+	nextTTT      uint32
+	text         textState
+	lastRecv     time.Time
+	nopTTT       uint32
+	nopSent      time.Time
+	nopPending   bool
+	logoutBy     time.Time // shutdown: drop if no Logout by then
+	shuttingDown bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		srv:       s,
+		nc:        nc,
+		log:       s.log.With("remote", nc.RemoteAddr().String()),
+		pool:      s.pool,
+		readCh:    make(chan readResult),
+		readMore:  make(chan struct{}, 1),
+		tmfDoneCh: make(chan *tmfWait, 4),
+		ctrlCh:    make(chan ctrlMsg, maxQueuedCtrl),
+		loopDone:  make(chan struct{}),
+		finished:  make(chan struct{}),
+		wq:        newWriteQueue(),
+		tasks:     map[uint32]*task{},
+		pending:   map[uint32]queued{},
+		op:        withOpDefaults(DefaultOperational()),
+	}
+	// Enough room that a worker never blocks: at most depth + immediate
+	// tasks exist, and depth is capped below.
+	c.doneCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
+	c.pr = pduReader{r: nc, maxData: loginMaxSegment, pool: s.pool}
+	return c
+}
+
+const maxCmdSNDepth = 4096
+
+func withOpDefaults(op Operational) Operational {
+	d := DefaultOperational()
+	if op.CmdSNDepth == 0 {
+		op.CmdSNDepth = d.CmdSNDepth
+	}
+	op.CmdSNDepth = min(op.CmdSNDepth, maxCmdSNDepth)
+	if op.MaxRecvDataSegmentLength == 0 {
+		op.MaxRecvDataSegmentLength = d.MaxRecvDataSegmentLength
+	}
+	return op
+}
+
+// send hands a control message to the serve loop and returns a channel that
+// is closed once the connection is torn down.
+func (c *conn) send(m ctrlMsg) <-chan struct{} {
+	select {
+	case c.ctrlCh <- m:
+	case <-c.finished:
+	}
+	return c.finished
+}
+
+// serve runs the connection: it starts the reader and writer, runs the
+// loop, and tears everything down in order.
+func (c *conn) serve() {
+	defer c.srv.connGone(c)
+	defer close(c.finished)
+	go c.readLoop()
+	writerDone := make(chan struct{})
+	go func() { c.writeLoop(); close(writerDone) }()
+
+	err := c.loop()
+	close(c.loopDone)
+	if err != nil && !errors.Is(err, errCloseAfterFlush) {
+		c.log.Debug("iscsi connection closed", "err", err)
+	}
+	// 1. Let the writer flush what is queued (a Logout Response, a login
+	//    reject), bounded so a peer that does not read cannot hold us.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(finalFlushTimeout))
+	c.wq.close()
+	<-writerDone
+	// 2. Close the socket: the reader's blocked read returns.
+	c.nc.Close()
+	// 3. Abort every task and wait for workers so no result is sent and
+	//    no buffer is in use.
+	for _, t := range c.tasks {
+		t.aborted = true
+		if t.cancel != nil {
+			t.cancel()
+		}
+	}
+	c.workers.Wait()
+	for _, t := range c.tasks {
+		t.running = false
+		c.releaseTask(t)
+	}
+	// 4. The nexus is gone.
+	if c.sess != nil {
+		c.srv.endSession(c.sess)
+	}
+}
+
+// readLoop is the only goroutine reading the socket. After each PDU it waits
+// on the readMore gate, so the serve loop can change framing (digests,
+// MaxRecvDataSegmentLength) between PDUs and the PDU's data buffer can be
+// reused.
+func (c *conn) readLoop() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi reader panic", "panic", r)
+			select {
+			case c.readCh <- readResult{err: &ConnError{Reason: fmt.Sprint("reader panic: ", r)}}:
+			case <-c.loopDone:
+			}
+		}
+	}()
+	for {
+		raw, err := c.pr.readPDU()
+		select {
+		case c.readCh <- readResult{raw: raw, err: err}:
+		case <-c.loopDone:
+			return
+		}
+		if err != nil {
+			return
+		}
+		select {
+		case <-c.readMore:
+		case <-c.loopDone:
+			return
+		}
+	}
+}
+
+// loop is the serve loop: the one goroutine that owns the connection's
+// state (house rule 4).
+func (c *conn) loop() (err error) {
+	if c.srv.debugChecks {
+		c.loopG = goroutineID(goid())
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi connection panic", "panic", r)
+			err = &ConnError{Reason: fmt.Sprint("panic: ", r)}
+		}
+	}()
+	c.lastRecv = time.Now()
+	loginTimer := time.NewTimer(loginTimeout)
+	defer loginTimer.Stop()
+	var tick <-chan time.Time
+	for {
+		if c.full && tick == nil {
+			loginTimer.Stop()
+			tick = c.startTicker()
+		}
+		select {
+		case rr := <-c.readCh:
+			if rr.err != nil {
+				return rr.err
+			}
+			c.lastRecv = time.Now()
+			if err := c.dispatch(rr.raw); err != nil {
+				return err
+			}
+			c.readMore <- struct{}{}
+		case t := <-c.doneCh:
+			c.taskDone(t)
+		case w := <-c.tmfDoneCh:
+			if err := c.tmfFinished(w); err != nil {
+				return err
+			}
+		case m := <-c.ctrlCh:
+			if err := c.control(m); err != nil {
+				return err
+			}
+		case now := <-tick:
+			if err := c.onTick(now); err != nil {
+				return err
+			}
+		case <-loginTimer.C:
+			if !c.full {
+				countError("login_timeout")
+				return &ConnError{Reason: "login timed out"}
+			}
+		case <-c.wq.dead:
+			return &ConnError{Reason: "write failed"}
+		}
+		if c.wq.overflowed() {
+			countError("write_queue_full")
+			return &ConnError{Reason: "write queue overflow: initiator is not reading"}
+		}
+	}
+}
+
+func (c *conn) startTicker() <-chan time.Time {
+	iv := c.op.NopInInterval
+	if iv <= 0 {
+		iv = time.Second // still needed for shutdown and Data-Out timeouts
+	}
+	if c.op.NopInTimeout > 0 && c.op.NopInTimeout < iv {
+		iv = c.op.NopInTimeout
+	}
+	iv = max(iv/2, 5*time.Millisecond)
+	t := time.NewTicker(iv)
+	go func() { <-c.loopDone; t.Stop() }()
+	return t.C
+}
+
+// dispatch handles one PDU and maps typed errors to their scope
+// (house rule 3).
+func (c *conn) dispatch(raw rawPDU) error {
+	var err error
+	if raw.err != nil {
+		var pe *ParseError
+		if errors.As(raw.err, &pe) {
+			countError("pdu_parse")
+			err = &TaskError{ITT: be.Uint32(raw.bhs[16:]), Reason: pe.Reason, Msg: pe.Msg}
+		} else {
+			err = &ConnError{Reason: "parse", Err: raw.err}
+		}
+	} else if !c.full {
+		err = c.handleLoginPhase(raw)
+	} else {
+		err = c.handleFull(raw)
+	}
+	var te *TaskError
+	if errors.As(err, &te) {
+		if !c.full {
+			// RFC 7143 6.? / 11.12: only Login Requests may be sent during
+			// login; there is no Reject path that keeps the login going.
+			return &ConnError{Reason: te.Msg}
+		}
+		c.sendReject(te.Reason, &raw.bhs)
+		return nil
+	}
+	return err
+}
+
+func (c *conn) handleLoginPhase(raw rawPDU) error {
+	p, ok := raw.pdu.(*LoginReq)
+	if !ok {
+		// RFC 7143 6.1: "the target MUST NOT accept any PDU other than a
+		// Login Request" before the full feature phase.
+		countError("login_non_login_pdu")
+		return &ConnError{Reason: fmt.Sprintf("opcode %#x during login", raw.bhs[0]&0x3f)}
+	}
+	return c.handleLogin(p)
+}
+
+func (c *conn) handleFull(raw rawPDU) error {
+	discovery := c.params.SessionType == SessionDiscovery
+	switch p := raw.pdu.(type) {
+	case *SCSICmd:
+		if discovery {
+			return c.discoveryReject(p.ITT)
+		}
+		return c.handleSCSICmd(p, &raw.bhs)
+	case *DataOut:
+		if discovery {
+			return c.discoveryReject(p.ITT)
+		}
+		return c.handleDataOut(p)
+	case *NopOut:
+		if discovery {
+			return c.discoveryReject(p.ITT)
+		}
+		return c.handleNopOut(p, &raw.bhs)
+	case *TaskMgmtReq:
+		if discovery {
+			return c.discoveryReject(p.ITT)
+		}
+		return c.handleTMF(p, &raw.bhs)
+	case *TextReq:
+		return c.handleTextReq(p, &raw.bhs)
+	case *LogoutReq:
+		return c.handleLogout(p, &raw.bhs)
+	case *LoginReq:
+		// RFC 7143 6.1: a Login Request in full feature phase is a protocol
+		// error.
+		countError("login_in_ffp")
+		return &TaskError{ITT: p.ITT, Reason: RejectProtocolError, Msg: "login request in full feature phase"}
+	case *SNACKReq:
+		// RFC 7143 11.16: SNACK support is required only at
+		// ErrorRecoveryLevel > 0; at ERL 0 the request is rejected
+		// (11.17.1 reason 0x04 "Protocol Error").
+		countError("snack_erl0")
+		return &TaskError{ITT: p.ITT, Reason: RejectProtocolError, Msg: "SNACK at ErrorRecoveryLevel 0"}
+	default:
+		// RFC 7143 11.17.1: 0x05 "Command not supported".
+		countError("unknown_opcode")
+		return &TaskError{ITT: be.Uint32(raw.bhs[16:]), Reason: RejectNotSupported, Msg: fmt.Sprintf("opcode %#x not supported", raw.bhs[0]&0x3f)}
+	}
+}
+
+func (c *conn) discoveryReject(itt uint32) error {
+	// RFC 7143 4.3: "in a Discovery session ... the initiator MUST only
+	// send Text Requests ... and Logout".
+	countError("discovery_bad_pdu")
+	return &TaskError{ITT: itt, Reason: RejectProtocolError, Msg: "only Text and Logout in a discovery session"}
+}
+
+func (c *conn) control(m ctrlMsg) error {
+	switch m.kind {
+	case ctrlDrop:
+		return &SessionError{Reason: m.reason}
+	case ctrlShutdown:
+		if !c.full || c.params.SessionType == SessionDiscovery {
+			return &ConnError{Reason: "server shutting down"}
+		}
+		if c.shuttingDown {
+			return nil
+		}
+		c.shuttingDown = true
+		c.logoutBy = time.Now().Add(shutdownLogoutWait)
+		// RFC 7143 11.9.1 AsyncEvent 1: "Target requests Logout ... no later
+		// than Parameter3 seconds".
+		c.push(outItem{pdu: &AsyncMsg{Event: asyncLogoutRequest, StatSN: c.takeStatSN(),
+			ExpCmdSN: c.expCmdSN, MaxCmdSN: c.maxCmdSN, Param3: uint16(shutdownLogoutWait / time.Second)}})
+	}
+	return nil
+}
+
+func (c *conn) onTick(now time.Time) error {
+	if c.shuttingDown && now.After(c.logoutBy) {
+		return &ConnError{Reason: "initiator did not log out before shutdown"}
+	}
+	if c.op.DataOutTimeout > 0 {
+		for _, t := range c.tasks {
+			if t.write && t.delivered && !t.running && !t.aborted && now.Sub(t.lastData) > c.op.DataOutTimeout {
+				countError("dataout_timeout")
+				return &ConnError{Reason: "Data-Out timed out"}
+			}
+		}
+	}
+	if c.op.NopInInterval <= 0 {
+		return nil
+	}
+	if c.nopPending {
+		if c.op.NopInTimeout > 0 && now.Sub(c.nopSent) > c.op.NopInTimeout {
+			countError("nopin_timeout")
+			return &ConnError{Reason: "NOP-In ping timed out"}
+		}
+		return nil
+	}
+	if now.Sub(c.lastRecv) >= c.op.NopInInterval {
+		c.nopTTT = c.newTTT()
+		c.nopPending = true
+		c.nopSent = now
+		// RFC 7143 11.19: a target-initiated NOP-In has ITT 0xffffffff,
+		// a TTT other than 0xffffffff, and StatSN not advanced.
+		c.push(outItem{pdu: &NopIn{ITT: reservedTag, TTT: c.nopTTT, StatSN: c.statSN,
+			ExpCmdSN: c.expCmdSN, MaxCmdSN: c.maxCmdSN}})
+	}
+	return nil
+}
+
+func (c *conn) newTTT() uint32 {
+	c.nextTTT++
+	if c.nextTTT == reservedTag {
+		c.nextTTT = 1
+	}
+	return c.nextTTT
+}
+
+// takeStatSN assigns the next StatSN to a status-bearing PDU as it is queued
+// for the wire, which is the order it goes out in.
+func (c *conn) takeStatSN() uint32 {
+	c.assertLoop()
+	sn := c.statSN
+	c.statSN++
+	return sn
+}
+
+func (c *conn) push(it outItem) {
+	c.wq.push(it)
+}
+
+func (c *conn) sendReject(reason byte, bhs *[bhsLen]byte) {
+	d := c.pool.get(bhsLen)
+	copy(d.b, bhs[:])
+	c.push(outItem{pdu: &Reject{Reason: reason, StatSN: c.takeStatSN(), ExpCmdSN: c.expCmdSN,
+		MaxCmdSN: c.maxCmdSN, Data: d.b}, buf: d})
+}
+
+// ---- CmdSN ordering (RFC 7143 3.2.2.1) ----
+
+// snLess compares sequence numbers with serial arithmetic (RFC 1982), as
+// RFC 7143 3.2.2.1 requires.
+func snLess(a, b uint32) bool { return int32(a-b) < 0 }
+
+func (c *conn) inWindow(sn uint32) bool {
+	return !snLess(sn, c.expCmdSN) && !snLess(c.maxCmdSN, sn)
+}
+
+// updateWindow recomputes MaxCmdSN. The window counts delivered commands
+// still executing, so at most depth commands are ever in flight; it never
+// shrinks, because initiators ignore a smaller MaxCmdSN.
+func (c *conn) updateWindow() {
+	cand := c.expCmdSN + c.depth - 1 - c.inflight
+	if snLess(c.maxCmdSN, cand) {
+		c.maxCmdSN = cand
+	}
+}
+
+type queuedKind uint8
+
+const (
+	qSkip queuedKind = iota // CmdSN consumed without a command (rejected, or ABORT TASK RefCmdSN)
+	qTask
+	qPDU
+)
+
+// queued is a non-immediate request waiting for its CmdSN turn.
+type queued struct {
+	kind queuedKind
+	task *task
+	pdu  PDU
+	bhs  [bhsLen]byte
+	buf  *pbuf // copy of the PDU's data
+}
+
+// sequence delivers requests in CmdSN order. Non-immediate requests outside
+// [ExpCmdSN, MaxCmdSN] were already dropped by the caller.
+func (c *conn) sequence(sn uint32, q queued) error {
+	if sn != c.expCmdSN {
+		if _, dup := c.pending[sn]; dup {
+			countError("cmdsn_duplicate")
+			c.dropQueued(q)
+			return nil
+		}
+		if q.kind == qPDU {
+			q = c.detachData(q)
+		}
+		c.pending[sn] = q
+		return nil
+	}
+	c.expCmdSN++
+	if err := c.deliver(q); err != nil {
+		return err
+	}
+	for {
+		q2, ok := c.pending[c.expCmdSN]
+		if !ok {
+			break
+		}
+		delete(c.pending, c.expCmdSN)
+		c.expCmdSN++
+		if err := c.deliver(q2); err != nil {
+			return err
+		}
+	}
+	c.updateWindow()
+	return nil
+}
+
+// detachData copies a queued PDU's data out of the reader's buffer.
+func (c *conn) detachData(q queued) queued {
+	var d *[]byte
+	switch p := q.pdu.(type) {
+	case *TextReq:
+		d = &p.Data
+	case *NopOut:
+		d = &p.Data
+	}
+	if d != nil && len(*d) > 0 {
+		q.buf = c.pool.get(len(*d))
+		copy(q.buf.b, *d)
+		*d = q.buf.b
+	}
+	return q
+}
+
+func (c *conn) dropQueued(q queued) {
+	if q.kind == qTask {
+		if c.tasks[q.task.itt] == q.task {
+			delete(c.tasks, q.task.itt)
+		}
+		c.releaseTask(q.task)
+	}
+	c.pool.put(q.buf)
+}
+
+func (c *conn) deliver(q queued) error {
+	switch q.kind {
+	case qTask:
+		return c.startTask(q.task)
+	case qPDU:
+		defer c.pool.put(q.buf)
+		switch p := q.pdu.(type) {
+		case *TextReq:
+			return c.textInOrder(p, &q.bhs)
+		case *NopOut:
+			return c.nopInOrder(p)
+		case *LogoutReq:
+			return c.logoutInOrder(p)
+		case *TaskMgmtReq:
+			return c.tmfInOrder(p, &q.bhs)
+		}
+	}
+	return nil
+}
+
+// admit applies the CmdSN rules common to every request that carries one.
+// It returns false when the request must be silently ignored.
+func (c *conn) admit(immediate bool, sn uint32) bool {
+	if immediate {
+		return true
+	}
+	// RFC 7143 3.2.2.1: "For non-immediate commands, the CmdSN field can
+	// take any value from ExpCmdSN to MaxCmdSN inclusive. The target MUST
+	// silently ignore any non-immediate command outside of this range".
+	if !c.inWindow(sn) {
+		countError("cmdsn_out_of_window")
+		return false
+	}
+	return true
+}
+
+// handleOrdered routes a non-SCSI request through CmdSN ordering unless it
+// is immediate.
+func (c *conn) handleOrdered(immediate bool, sn uint32, p PDU, bhs *[bhsLen]byte) error {
+	if !c.admit(immediate, sn) {
+		return nil
+	}
+	q := queued{kind: qPDU, pdu: p, bhs: *bhs}
+	if immediate {
+		return c.deliver(q)
+	}
+	return c.sequence(sn, q)
+}
+
+// ---- goroutine ownership assertion (debug only) ----
+
+type goroutineID uint64
+
+// assertLoop panics when connection state is touched off the serve loop.
+// Server.debugChecks (set by tests) enables it; it is free otherwise.
+func (c *conn) assertLoop() {
+	if c.srv.debugChecks && c.loopG != 0 && goroutineID(goid()) != c.loopG {
+		panic("target: conn state touched off its serve loop")
+	}
+}
