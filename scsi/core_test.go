@@ -514,3 +514,22 @@ func TestMiscCommands(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+func TestSoftwareWriteProtect(t *testing.T) {
+	e := newEnv(t, nil)
+	_, d := e.do(nexusA, []byte{0x1A, 0x08, 0x0A, 0, 255, 0}, nil, 255)
+	page := append([]byte(nil), d[4:]...)
+	page[4] |= 0x08
+	param := append([]byte{0, 0, 0, 0}, page...)
+	r, _ := e.do(nexusA, []byte{0x15, 0x10, 0, 0, byte(len(param)), 0}, param, 0)
+	wantGood(t, r)
+	r, _ = e.do(nexusA, []byte{0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, fill(512, 1), 0)
+	wantSense(t, r, scsi.SenseDataProtect, 0x27, 0x02)
+	r, d = e.do(nexusA, []byte{0x1A, 0x08, 0x3F, 0, 255, 0}, nil, 255)
+	wantGood(t, r)
+	if d[2]&0x80 == 0 {
+		t.Fatal("WP not reported with SWP=1")
+	}
+	r, _ = e.do(nexusA, []byte{0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}, nil, 512)
+	wantGood(t, r)
+}

@@ -371,10 +371,22 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 	if err != nil {
 		return err
 	}
-	if e.Flags&opWrite != 0 && lu.cfg.ReadOnly {
-		// SBC-3 4.10: writes to a write protected medium end in DATA
-		// PROTECT, WRITE PROTECTED.
-		return errWriteProtected()
+	if e.Flags&opWrite != 0 {
+		if lu.cfg.ReadOnly {
+			// SBC-3 4.10: writes to a write protected medium end in DATA
+			// PROTECT, WRITE PROTECTED.
+			return errWriteProtected()
+		}
+		lu.mu.Lock()
+		swp := lu.mode.cur.swp
+		lu.mu.Unlock()
+		if swp {
+			// SPC-4 7.5.8: with SWP=1 "the device server shall terminate ...
+			// commands that perform writes to the medium with CHECK CONDITION
+			// status ... DATA PROTECT, WRITE PROTECTED" (SBC-3 4.10 uses the
+			// LOGICAL UNIT SOFTWARE WRITE PROTECTED qualifier).
+			return newCC(SenseDataProtect, 0x27, 0x02)
+		}
 	}
 	return e.exec(r, c)
 }

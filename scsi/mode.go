@@ -41,16 +41,20 @@ func modePage(code byte, pc byte, v modeValues) []byte {
 		}
 	case pageControl:
 		// SPC-4 7.5.8: TST=001b (the transport aborts per session), QERR=00b, D_SENSE
-		// changeable, TAS=1 (aborted tasks of other nexuses are reported as
+		// and SWP changeable, TAS=1 (aborted tasks of other nexuses are reported as
 		// TASK ABORTED), BUSY TIMEOUT PERIOD unlimited.
 		b = make([]byte, 12)
 		b[0], b[1] = pageControl, 0x0A
 		if pc == pcChangeable {
 			b[2] = 0x04
+			b[4] = 0x08
 			break
 		}
 		if v.dsense {
 			b[2] |= 0x04
+		}
+		if v.swp {
+			b[4] |= 0x08
 		}
 		b[2] |= 0x20 // TST=001b: a task set per I_T nexus
 		b[3] = 0x10  // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
@@ -152,7 +156,7 @@ func execModeSense(r *request, c ModeSense) error {
 	// DEVICE-SPECIFIC PARAMETER (SBC-3 6.4.1): WP for a read-only LU,
 	// DPOFUA=1 as we honour DPO and FUA.
 	dsp := byte(0x10)
-	if lu.cfg.ReadOnly {
+	if lu.cfg.ReadOnly || v.swp {
 		dsp |= 0x80
 	}
 	var b []byte
@@ -304,6 +308,7 @@ func execModeSelect(r *request, c ModeSelect) error {
 			nv.wce = page[2]&0x04 != 0
 		case pageControl:
 			nv.dsense = page[2]&0x04 != 0
+			nv.swp = page[4]&0x08 != 0
 		}
 		off += n
 	}

@@ -6,6 +6,7 @@ package scsi
 type modeValues struct {
 	wce    bool // caching page WCE (SBC-3 6.4.5)
 	dsense bool // control page D_SENSE (SPC-4 7.5.8)
+	swp    bool // control page SWP: software write protect (SPC-4 7.5.8)
 }
 
 // modeState holds current and default values; there are no saved pages
