@@ -18,6 +18,19 @@ import (
 // otherwise), fills defaults for everything the file leaves out and
 // validates the result.
 func Load(path string) (Config, error) {
+	c, err := ParseFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseFile reads and decodes a configuration file without validating it,
+// for callers that apply overrides (command-line flags) first.
+func ParseFile(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
@@ -28,9 +41,6 @@ func Load(path string) (Config, error) {
 	}
 	c, err := Parse(b, format)
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil

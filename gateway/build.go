@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/rbdlun"
+	"github.com/rbdgw/rbdgw/scsi"
+	"github.com/rbdgw/rbdgw/target"
+)
+
+// Single gateway for now: one portal group, one relative target port, one
+// ALUA port group. With several gateways these come from the cluster store.
+const (
+	portalGroupTag     = 1
+	relativeTargetPort = 1
+	targetPortGroup    = 1
+)
+
+// Data directory layout.
+const (
+	wwnDir = "wwn" // <data_dir>/wwn/<disk>: generated WWNs
+	prDir  = "pr"  // <data_dir>/pr: persistent reservations
+)
+
+// openLUs opens every disk's backend and builds its LU. Disks are opened
+// even when no target maps them yet, so a bad disk fails at start, not at
+// the first login.
+func (g *Gateway) openLUs(stall time.Duration) error {
+	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("gateway: data_dir: %w", err)
+	}
+	prs, err := scsi.NewFilePRStore(filepath.Join(g.cfg.DataDir, prDir))
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if stall == 0 {
+		stall = DefaultStallThreshold
+	}
+	for i := range g.cfg.Disks {
+		d := &g.cfg.Disks[i]
+		be, err := g.openBackend(d, stall)
+		if err != nil {
+			return err
+		}
+		wwn, err := g.diskWWN(d)
+		if err != nil {
+			be.Close()
+			return err
+		}
+		lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
+			Name:       d.Name,
+			WWN:        wwn,
+			BlockSize:  d.BlockSize,
+			ReadOnly:   d.ReadOnly,
+			WriteCache: d.WriteCache,
+			// The file backend punches holes, so UNMAP is real.
+			ThinProvisioned:   true,
+			MaxTransferBlocks: d.Controls.HWMaxSectors,
+			PRStore:           prs,
+		}, be)
+		if err != nil {
+			be.Close()
+			return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+		}
+		g.lus[d.Name] = lu
+		g.log.Info("disk opened", "disk", d.Name, "backend", d.Backend, "size", be.Size(),
+			"wwn", config.FormatWWN(wwn), "block_size", d.BlockSize, "write_cache", d.WriteCache, "read_only", d.ReadOnly)
+	}
+	return nil
+}
+
+func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend, error) {
+	bk, err := config.ParseBackend(d.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	if bk.Kind != config.BackendFile {
+		return nil, fmt.Errorf("gateway: disk %s: backend %q not supported", d.Name, d.Backend)
+	}
+	path := bk.Path
+	if !filepath.IsAbs(path) {
+		// Relative image paths live under the data dir, so a config file
+		// can be moved with its data.
+		path = filepath.Join(g.cfg.DataDir, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	fb, err := rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	if stall < 0 {
+		return fb, nil
+	}
+	log := g.log.With("disk", d.Name)
+	return rbdlun.WithStallDetection(fb, stall, func(s rbdlun.Stall) {
+		log.Warn("backend operation stalled", "op", s.Op.String(), "offset", s.Off, "length", s.Length, "elapsed", s.Duration)
+	}), nil
+}
+
+// diskWWN returns the disk's WWN: the configured one, else the one
+// generated at first start and kept in <data_dir>/wwn/<disk>, so the LU
+// identity (VPD 83h) survives restarts and initiators' multipath maps stay
+// valid.
+func (g *Gateway) diskWWN(d *config.Disk) ([16]byte, error) {
+	if d.WWN != "" {
+		w, err := config.ParseWWN(d.WWN)
+		return naa6(w), err
+	}
+	dir := filepath.Join(g.cfg.DataDir, wwnDir)
+	path := filepath.Join(dir, url.PathEscape(d.Name))
+	b, err := os.ReadFile(path)
+	if err == nil {
+		w, err := config.ParseWWN(strings.TrimSpace(string(b)))
+		if err != nil {
+			return w, fmt.Errorf("gateway: disk %s: stored WWN in %s: %w", d.Name, path, err)
+		}
+		return naa6(w), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return [16]byte{}, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	w, err := newWWN()
+	if err != nil {
+		return w, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return w, fmt.Errorf("gateway: %w", err)
+	}
+	if err := writeFileAtomic(path, []byte(config.FormatWWN(w)+"\n"), 0o600); err != nil {
+		return w, fmt.Errorf("gateway: disk %s: persist WWN: %w", d.Name, err)
+	}
+	g.log.Info("generated WWN", "disk", d.Name, "wwn", config.FormatWWN(w), "file", path)
+	return w, nil
+}
+
+// lioPrefix is what LIO puts in front of a UUID-derived NAA designator:
+// NAA 6 and the Linux-iSCSI.org OUI 00-14-05.
+const lioPrefix = "6001405"
+
+// newWWN returns a random NAA 6 WWN in LIO's form: 6001405 and 25 random
+// hex digits.
+func newWWN() ([16]byte, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return r, err
+	}
+	return naa6FromHex(hex.EncodeToString(r[:])), nil
+}
+
+// naa6 returns w if it is already an NAA 6 designator; otherwise (a
+// ceph-iscsi UUID) it derives one the way LIO does, prefix 6001405 and
+// the first 25 hex digits, so an imported disk keeps its identity.
+func naa6(w [16]byte) [16]byte {
+	if w[0]>>4 == 6 {
+		return w
+	}
+	return naa6FromHex(hex.EncodeToString(w[:]))
+}
+
+func naa6FromHex(h string) [16]byte {
+	var w [16]byte
+	hex.Decode(w[:], []byte(lioPrefix+h[:32-len(lioPrefix)]))
+	return w
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// buildTargets maps the configured targets onto target.Target.
+func (g *Gateway) buildTargets() ([]*target.Target, error) {
+	out := make([]*target.Target, 0, len(g.cfg.Targets))
+	for i := range g.cfg.Targets {
+		t := &g.cfg.Targets[i]
+		all := map[uint64]*scsi.LogicalUnit{}
+		for _, m := range t.LUNs {
+			lu, ok := g.lus[m.Disk]
+			if !ok {
+				return nil, fmt.Errorf("gateway: target %s lun %d: disk %q not open", t.IQN, m.LUNID, m.Disk)
+			}
+			all[m.LUNID] = lu
+		}
+		allRouter := scsi.NewRouter(all)
+		// Per-host routers, built once: the Router callback runs at every
+		// login and must not allocate a LUN map each time.
+		hostRouters := map[string]scsi.Router{}
+		tt := &target.Target{
+			Name:               t.IQN,
+			Alias:              t.Alias,
+			PortalGroupTag:     portalGroupTag,
+			RelativeTargetPort: relativeTargetPort,
+			TargetPortGroup:    targetPortGroup,
+			Portals:            append([]target.Portal(nil), g.portals...),
+			Op:                 operational(t.Controls),
+		}
+		if t.Auth.Enabled() {
+			tt.Auth = chapOf(t.Auth)
+		}
+		for _, h := range t.Hosts {
+			acl := target.ACL{InitiatorName: h.IQN}
+			if h.Auth.Enabled() {
+				acl.Auth = chapOf(h.Auth)
+			}
+			tt.ACLs = append(tt.ACLs, acl)
+			if len(h.LUNs) > 0 {
+				sub := map[uint64]*scsi.LogicalUnit{}
+				for _, id := range h.LUNs {
+					sub[id] = all[id]
+				}
+				hostRouters[strings.ToLower(h.IQN)] = scsi.NewRouter(sub)
+			}
+		}
+		tt.Router = func(initiator string) scsi.Router {
+			if r, ok := hostRouters[strings.ToLower(initiator)]; ok {
+				return r
+			}
+			return allRouter
+		}
+		out = append(out, tt)
+		g.log.Info("target configured", "iqn", t.IQN, "luns", len(t.LUNs), "hosts", len(t.Hosts),
+			"chap", t.Auth.Enabled(), "mutual_chap", t.Auth.MutualUsername != "")
+	}
+	return out, nil
+}
+
+func chapOf(c config.CHAP) *target.CHAP {
+	return &target.CHAP{Username: c.Username, Secret: c.Password, MutualUsername: c.MutualUsername, MutualSecret: c.MutualPassword}
+}
+
+// operational maps ceph-iscsi's target controls onto the target's
+// operational keys; keys ceph-iscsi has no control for keep the target
+// package's defaults.
+func operational(c config.TargetControls) target.Operational {
+	op := target.DefaultOperational()
+	op.CmdSNDepth = c.CmdSNDepth
+	op.ImmediateData = c.ImmediateData
+	op.InitialR2T = c.InitialR2T
+	op.MaxOutstandingR2T = c.MaxOutstandingR2T
+	op.FirstBurstLength = c.FirstBurstLength
+	op.MaxBurstLength = c.MaxBurstLength
+	op.MaxRecvDataSegmentLength = c.MaxRecvDataSegmentLength
+	op.MaxXmitDataSegmentLength = c.MaxXmitDataSegmentLength
+	// nopin_timeout is LIO's interval between NOP-Ins; nopin_response_timeout
+	// how long to wait for the answer.
+	op.NopInInterval = time.Duration(c.NopInTimeout) * time.Second
+	op.NopInTimeout = time.Duration(c.NopInResponseTimeout) * time.Second
+	op.DataOutTimeout = time.Duration(c.DataOutTimeout) * time.Second
+	return op
+}

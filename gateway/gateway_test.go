@@ -1,0 +1,251 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/rbdlun"
+	"github.com/rbdgw/rbdgw/scsi"
+)
+
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.Portals = []string{"127.0.0.1:0"}
+	c.Disks = []config.Disk{
+		config.NewDisk("d0", "file:d0.img", 64<<20),
+		config.NewDisk("d1", "file:"+filepath.Join(t.TempDir(), "abs.img"), 16<<20),
+	}
+	tg := config.NewTarget("iqn.2026-11.io.rbdgw:gwtest")
+	tg.LUNs = []config.LUNMap{{LUNID: 0, Disk: "d0"}, {LUNID: 5, Disk: "d1"}}
+	tg.Hosts = []config.Host{{IQN: "iqn.2026-11.io.rbdgw:only-d1", LUNs: []uint64{5}}, {IQN: "iqn.2026-11.io.rbdgw:any"}}
+	tg.Auth = config.CHAP{Username: "gwtestuser", Password: "gwtestsecret1"}
+	c.Targets = []config.Target{tg}
+	return c
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func TestStartBuildsTargetsAndShutsDown(t *testing.T) {
+	c := testConfig(t)
+	g, err := Start(Config{Config: c, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.Ready()
+	addr := g.Addrs()[0].(*net.TCPAddr)
+	if addr.Port == 0 || !addr.IP.IsLoopback() {
+		t.Fatalf("bound %v", addr)
+	}
+	// The image was created sparse, relative to the data dir.
+	st, err := os.Stat(filepath.Join(c.DataDir, "d0.img"))
+	if err != nil || st.Size() != 64<<20 {
+		t.Fatalf("image: %v %v", st, err)
+	}
+	lus := g.LogicalUnits()
+	if len(lus) != 2 || lus["d0"].Config().BlockSize != 512 || !lus["d0"].Config().ThinProvisioned {
+		t.Fatalf("lus %v", lus)
+	}
+	if lus["d0"].Config().MaxTransferBlocks != config.DefaultHWMaxSectors {
+		t.Fatalf("hw_max_sectors not mapped: %d", lus["d0"].Config().MaxTransferBlocks)
+	}
+	// The backend is wrapped by the stall detector, which keeps the file
+	// backend's capabilities.
+	be := lus["d0"].Backend()
+	if _, ok := be.(scsi.WriteZeroer); !ok {
+		t.Fatal("WriteZeroer lost")
+	}
+	if u, ok := be.(rbdlun.Unwrapper); !ok {
+		t.Fatal("not wrapped")
+	} else if _, ok := u.Unwrap().(*rbdlun.FileBackend); !ok {
+		t.Fatal("inner is not the file backend")
+	}
+	// A TCP client can connect to the portal.
+	nc, err := net.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	// The listener is gone and the image lock released.
+	if nc, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond); err == nil {
+		nc.Close()
+		t.Fatal("portal still accepting after Shutdown")
+	}
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	if err != nil {
+		t.Fatalf("image still locked after Shutdown: %v", err)
+	}
+	fb.Close()
+}
+
+func TestWWNGeneratedAndPersisted(t *testing.T) {
+	c := testConfig(t)
+	g, err := Start(Config{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := g.LogicalUnits()["d0"].Config().WWN
+	g.Close()
+	if w1[0]>>4 != 6 || !strings.HasPrefix(config.FormatWWN(w1), "6001405") {
+		t.Fatalf("generated WWN %x is not LIO-style NAA 6", w1)
+	}
+	g, err = Start(Config{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := g.LogicalUnits()["d0"].Config().WWN
+	w3 := g.LogicalUnits()["d1"].Config().WWN
+	g.Close()
+	if w1 != w2 {
+		t.Fatalf("WWN changed across restarts: %x -> %x", w1, w2)
+	}
+	if w2 == w3 {
+		t.Fatal("two disks share a WWN")
+	}
+	// A configured ceph-iscsi UUID becomes LIO's NAA form.
+	c.Disks[0].WWN = "12345678-9abc-def0-1234-56789abcdef0"
+	g, err = Start(Config{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w4 := g.LogicalUnits()["d0"].Config().WWN
+	g.Close()
+	if got := config.FormatWWN(w4); got != "60014051-2345-6789-abcd-ef0123456789" {
+		t.Fatalf("derived %s", got)
+	}
+}
+
+func TestStartRejectsInvalidConfig(t *testing.T) {
+	c := testConfig(t)
+	c.Targets[0].Controls.MaxBurstLength = 1
+	if _, err := Start(Config{Config: c}); err == nil || !strings.Contains(err.Error(), "max_burst_length") {
+		t.Fatalf("err %v", err)
+	}
+	c = testConfig(t)
+	c.Disks[0].Backend = "rbd:pool/img"
+	if _, err := Start(Config{Config: c}); err == nil || !strings.Contains(err.Error(), "rbd") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestStartCleansUpOnPortalFailure(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	c := testConfig(t)
+	c.Portals = []string{"127.0.0.1:0", busy.Addr().String()}
+	if _, err := Start(Config{Config: c}); err == nil {
+		t.Fatal("started on a busy port")
+	}
+	// The disks opened before the failure were closed (their flock is free).
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	if err != nil {
+		t.Fatalf("disk left open after failed start: %v", err)
+	}
+	fb.Close()
+}
+
+func TestStartCleansUpOnDiskFailure(t *testing.T) {
+	c := testConfig(t)
+	// d1 points into a directory that cannot be created.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	c.Disks[1].Backend = "file:" + filepath.Join(blocker, "x.img")
+	if _, err := Start(Config{Config: c}); err == nil {
+		t.Fatal("started with an unusable disk")
+	}
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	if err != nil {
+		t.Fatalf("d0 left open: %v", err)
+	}
+	fb.Close()
+}
+
+func TestConfigIsCopied(t *testing.T) {
+	c := testConfig(t)
+	g, err := Start(Config{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	c.Targets[0].LUNs[0].Disk = "changed"
+	if g.Config().Targets[0].LUNs[0].Disk != "d0" {
+		t.Fatal("gateway shares the caller's config")
+	}
+}
+
+func TestOperationalMapping(t *testing.T) {
+	c := config.DefaultTargetControls()
+	c.CmdSNDepth = 256
+	c.NopInTimeout = 7
+	c.NopInResponseTimeout = 9
+	c.ImmediateData = false
+	op := operational(c)
+	if op.CmdSNDepth != 256 || op.NopInInterval != 7*time.Second || op.NopInTimeout != 9*time.Second ||
+		op.ImmediateData || op.DataOutTimeout != 20*time.Second || op.MaxBurstLength != 524288 {
+		t.Fatalf("%+v", op)
+	}
+}
+
+// TestIscsiLs logs in with libiscsi's iscsi-ls when it is installed: the
+// composition works end to end (CHAP, LUN map, per-host LUN list).
+func TestIscsiLs(t *testing.T) {
+	bin, err := exec.LookPath("iscsi-ls")
+	if err != nil {
+		t.Skip("iscsi-ls not installed")
+	}
+	c := testConfig(t)
+	g, err := Start(Config{Config: c, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	addr := g.Addrs()[0].String()
+	run := func(initiator string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "-s", "-i", initiator,
+			"iscsi://gwtestuser%gwtestsecret1@"+addr).CombinedOutput()
+		if err != nil {
+			t.Fatalf("iscsi-ls as %s: %v\n%s", initiator, err, out)
+		}
+		return string(out)
+	}
+	out := run("iqn.2026-11.io.rbdgw:any")
+	t.Logf("iscsi-ls:\n%s", out)
+	if !strings.Contains(out, "iqn.2026-11.io.rbdgw:gwtest") || !strings.Contains(out, "Lun:0") || !strings.Contains(out, "Lun:5") {
+		t.Fatalf("all-LUN view:\n%s", out)
+	}
+	out = run("iqn.2026-11.io.rbdgw:only-d1")
+	if strings.Contains(out, "Lun:0 ") || !strings.Contains(out, "Lun:5") {
+		t.Fatalf("host LUN list not applied:\n%s", out)
+	}
+}
