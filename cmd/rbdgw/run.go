@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway"
+)
+
+// DefaultShutdownTimeout bounds the drain on SIGTERM; after it remaining
+// connections are closed.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// runGateway starts a gateway and serves until ctx ends, SIGINT or SIGTERM
+// arrives (a graceful drain, exit 0) or a portal fails (exit 1). onReady
+// runs once the portals accept connections.
+func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdownTimeout time.Duration, onReady func(*gateway.Gateway) error) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	g, err := gateway.Start(gateway.Config{Config: cfg, Logger: log})
+	if err != nil {
+		return withCode(ExitStart, err)
+	}
+	<-g.Ready()
+	if onReady != nil {
+		if err := onReady(g); err != nil {
+			g.Close()
+			return withCode(ExitError, err)
+		}
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, draining")
+	case runErr = <-g.Err():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// A drain cut short by the timeout is still a clean stop: every
+		// connection is closed and the LUs flushed. A flush failure is not.
+		runErr = errors.Join(runErr, err)
+	}
+	return withCode(ExitError, runErr)
+}
