@@ -73,6 +73,8 @@ func (g *Gateway) openLUs(stall time.Duration) error {
 			return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 		}
 		g.lus[d.Name] = lu
+		// EXTENDED COPY (VMware XCOPY) between any two of our LUs.
+		g.registry.Add(lu)
 		g.log.Info("disk opened", "disk", d.Name, "backend", d.Backend, "size", be.Size(),
 			"wwn", config.FormatWWN(wwn), "block_size", d.BlockSize, "write_cache", d.WriteCache, "read_only", d.ReadOnly)
 	}

@@ -51,6 +51,8 @@ type Gateway struct {
 	lns     []net.Listener
 	portals []target.Portal // bound addresses, as advertised
 	lus     map[string]*scsi.LogicalUnit
+	// registry lets EXTENDED COPY find the LUs by WWN.
+	registry *scsi.LURegistry
 
 	ready chan struct{}
 	errc  chan error
@@ -76,6 +78,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 		cfg:      c,
 		log:      log,
 		lus:      map[string]*scsi.LogicalUnit{},
+		registry: scsi.NewLURegistry(),
 		ready:    make(chan struct{}),
 		errc:     make(chan error, 1),
 		stopping: make(chan struct{}),
@@ -222,7 +225,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		close(g.stopping)
 		g.log.Info("gateway shutting down", "sessions", len(g.srv.Sessions()))
 		err := g.srv.Shutdown(ctx)
-		if err != nil {
+		switch {
+		case errors.Is(err, context.Canceled):
+			g.log.Info("connections closed without drain (Close)")
+		case err != nil:
 			g.log.Warn("drain cut short; remaining connections closed", "err", err)
 		}
 		g.serveWG.Wait()
@@ -254,6 +260,7 @@ func (g *Gateway) Close() error {
 func (g *Gateway) closeLUs(ctx context.Context) error {
 	var first error
 	for name, lu := range g.lus {
+		g.registry.Remove(lu)
 		if err := lu.Backend().Flush(ctx); err != nil {
 			g.log.Error("flush failed at shutdown", "disk", name, "err", err)
 			if first == nil {
