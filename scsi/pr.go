@@ -176,7 +176,10 @@ func parseNexusKey(k string) (*Nexus, bool) {
 	if !ok {
 		return nil, false
 	}
-	i := strings.LastIndex(strings.ToLower(ip), ",i,0x")
+	i := strings.LastIndex(ip, ",i,0x")
+	if i < 0 {
+		i = strings.LastIndex(ip, ",I,0X")
+	}
 	if i < 0 {
 		return nil, false
 	}

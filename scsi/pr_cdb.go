@@ -181,24 +181,26 @@ func decodeTransportIDs(b []byte, base int, one bool) ([]TransportID, error) {
 		if z <= 0 {
 			return nil, invalidParam(base+off+4, -1)
 		}
-		s := string(raw[:z])
+		// iSCSI names compare case-insensitively; lower-case once so
+		// indexes below refer to the same string.
+		s := strings.ToLower(string(raw[:z]))
 		tid := TransportID{Offset: base + off}
 		if format == transportIDFormatISID {
 			// SPC-4 7.6.4.6 table 398: "<name>,i,0x<ISID in hex>".
-			k := strings.LastIndex(strings.ToLower(s), ",i,0x")
+			k := strings.LastIndex(s, ",i,0x")
 			if k <= 0 {
 				return nil, invalidParam(base+off+4, -1)
 			}
-			isid := strings.ToLower(s[k+5:])
+			isid := s[k+5:]
 			if v, err := hex.DecodeString(isid); err != nil || len(v) != 6 {
 				return nil, invalidParam(base+off+4, -1)
 			}
-			tid.Name, tid.ISID = strings.ToLower(s[:k]), isid
+			tid.Name, tid.ISID = s[:k], isid
 		} else {
 			if strings.Contains(s, ",") {
 				return nil, invalidParam(base+off+4, -1)
 			}
-			tid.Name = strings.ToLower(s)
+			tid.Name = s
 		}
 		out = append(out, tid)
 		off += 4 + al
