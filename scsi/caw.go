@@ -51,7 +51,11 @@ func execCompareAndWrite(r *request, c CompareAndWrite) error {
 	// SBC-3 5.2: the Data-Out buffer holds the verify instance then the
 	// write instance: 2 x NUMBER OF LOGICAL BLOCKS blocks. Anything short
 	// cannot be compared.
-	if int64(len(r.cmd.DataOut)) < 2*n {
+	//
+	// libiscsi's CompareAndWrite.InvalidDataOutSize: a Data-Out buffer of
+	// another size than the CDB implies (the transport's expected length)
+	// is refused rather than guessed at.
+	if int64(len(r.cmd.DataOut)) != 2*n || int64(r.cmd.ExpectedLength) != 2*n {
 		return invalidCDB(13, -1)
 	}
 	cmp, data := r.cmd.DataOut[:n], r.cmd.DataOut[n:2*n]

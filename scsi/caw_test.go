@@ -55,6 +55,9 @@ func TestCompareAndWrite(t *testing.T) {
 			want(t, do(lu, iA, cawCDB(4, 0), nil, 0), "GOOD")
 			want(t, do(lu, iA, cawCDB(63, 2), make([]byte, 2048), 0), "5/21/00")
 			want(t, do(lu, iA, cawCDB(0, 65), make([]byte, 65*1024), 0), "5/24/00")
+			// Data-Out of another size than 2 x NUMBER OF LOGICAL BLOCKS.
+			want(t, do(lu, iA, cawCDB(0, 1), make([]byte, 4*512), 0), "5/24/00")
+			want(t, do(lu, iA, cawCDB(0, 3), make([]byte, 4*512), 0), "5/24/00")
 			c := cawCDB(0, 1)
 			c[1] = 0x20 // WRPROTECT
 			want(t, do(lu, iA, c, make([]byte, 1024), 0), "5/24/00")

@@ -83,9 +83,11 @@ func execWriteSame(r *request, c WriteSame) error {
 		block = make([]byte, lu.bs)
 	} else {
 		r.resp.TransferLength = int(lu.bs)
-		if int64(len(r.cmd.DataOut)) < lu.bs {
-			// The one logical block of data never arrived.
-			return errParamListLength()
+		// SBC-3 5.41: the Data-Out buffer is exactly one logical block. A
+		// transfer of another size (libiscsi WriteSame*.InvalidDataOutSize)
+		// cannot be interpreted: INVALID FIELD IN CDB.
+		if int64(len(r.cmd.DataOut)) != lu.bs || int64(r.cmd.ExpectedLength) != lu.bs {
+			return invalidCDB(c.lenField, -1)
 		}
 		block = r.cmd.DataOut[:lu.bs]
 	}

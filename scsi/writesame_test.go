@@ -37,6 +37,9 @@ func TestWriteSame(t *testing.T) {
 	if !bytes.Equal(mem.Bytes(200*512, 512), make([]byte, 512)) {
 		t.Fatal("NDOB did not zero")
 	}
+	// A Data-Out buffer that is not exactly one block.
+	want(t, do(lu, iA, cdb10(0x41, 0x08, 0, 1), pat[:256], 0), "5/24/00")
+	want(t, do(lu, iA, cdb10(0x41, 0x08, 0, 1), append(pat, pat...), 0), "5/24/00")
 	// ANCHOR, WRPROTECT, out of range, beyond the maximum length.
 	want(t, do(lu, iA, cdb10(0x41, 0x18, 0, 1), pat, 0), "5/24/00")
 	want(t, do(lu, iA, cdb16(0x93, 0x20, 0, 1), pat, 0), "5/24/00")

@@ -87,6 +87,11 @@ func decodeXCopyParams(b []byte) (*XCopyParams, error) {
 	tdl := int(be16(b[2:4]))
 	sdl := int(be32(b[8:12]))
 	inl := int(be32(b[12:16]))
+	// SPC-4 6.4.3.1: "If the descriptor list length exceeds the MAXIMUM
+	// DESCRIPTOR LIST LENGTH ... PARAMETER LIST LENGTH ERROR".
+	if tdl+sdl > xcopyMaxDescListLen {
+		return nil, errParamListLength()
+	}
 	// SPC-4 6.4.3.1: "If the number of CSCD descriptors exceeds the
 	// allowed number, ... TOO MANY TARGET DESCRIPTORS" (26/06); likewise
 	// TOO MANY SEGMENT DESCRIPTORS (26/08).
@@ -154,12 +159,11 @@ func decodeXCopyParams(b []byte) (*XCopyParams, error) {
 		seg := XCopySegment{Src: be16(s[4:6]), Dst: be16(s[6:8]), Blocks: be16(s[10:12]),
 			SrcLBA: be64(s[12:20]), DstLBA: be64(s[20:28]), Offset: po}
 		// SPC-4 6.4.5.1: a CSCD DESCRIPTOR ID that names no descriptor of
-		// the list is INVALID FIELD IN PARAMETER LIST.
-		if int(seg.Src) >= len(p.Targets) {
-			return nil, invalidParam(po+4, -1)
-		}
-		if int(seg.Dst) >= len(p.Targets) {
-			return nil, invalidParam(po+6, -1)
+		// the list names a copy target the copy manager cannot reach:
+		// COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE (0D/02), as
+		// libiscsi's ExtendedCopy.ValidateSegDescr expects.
+		if int(seg.Src) >= len(p.Targets) || int(seg.Dst) >= len(p.Targets) {
+			return nil, newCC(SenseCopyAborted, 0x0D, 0x02)
 		}
 		p.Segments = append(p.Segments, seg)
 		off += xcopyB2BLen
@@ -300,15 +304,16 @@ func copySegment(r *request, src, dst *LogicalUnit, s XCopySegment) error {
 	if s.Blocks == 0 {
 		return nil
 	}
-	// SPC-4 6.4.3.1 / SBC-3 4.5: an LBA beyond a CSCD's capacity ends the
-	// copy with COPY ABORTED, LOGICAL BLOCK ADDRESS OUT OF RANGE.
+	// SPC-4 6.4.3.1 / SBC-3 4.5: an LBA beyond a CSCD's capacity aborts
+	// the copy (COPY ABORTED; initiators such as libiscsi accept only
+	// NO ADDITIONAL SENSE, 08/04 or 0D/02 with it, so no 21/00 here).
 	for _, x := range []struct {
 		lu  *LogicalUnit
 		lba uint64
 	}{{src, s.SrcLBA}, {dst, s.DstLBA}} {
 		c := x.lu.capacity()
 		if x.lba > c || uint64(s.Blocks) > c-x.lba {
-			return newCC(SenseCopyAborted, 0x21, 0x00)
+			return newCC(SenseCopyAborted, 0x00, 0x00)
 		}
 	}
 	n := int64(s.Blocks) * src.bs

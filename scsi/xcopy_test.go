@@ -107,8 +107,22 @@ func TestExtendedCopyBetweenLUs(t *testing.T) {
 	q = xcopyList(1, 2, [][]byte{cscd(wa)}, [][]byte{seg})
 	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/26/09")
 	q = xcopyList(1, 2, [][]byte{cscd(wa)}, [][]byte{b2b(0, 0, 2, 4095, 0)})
-	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "A/21/00")
+	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "A/00/00")
 	q = xcopyList(1, 2, [][]byte{cscd(wa)}, [][]byte{b2b(0, 3, 2, 0, 0)})
-	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/26/00")
+	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "A/0D/02")
+	// Limits: too many CSCDs, too many segments, list too long.
+	var tds, segs [][]byte
+	for i := 0; i < 9; i++ {
+		tds = append(tds, cscd(wa))
+	}
+	q = xcopyList(1, 2, tds, [][]byte{b2b(0, 0, 1, 0, 1)})
+	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/26/06")
+	for i := 0; i < 65; i++ {
+		segs = append(segs, b2b(0, 0, 1, 0, 1))
+	}
+	q = xcopyList(1, 2, [][]byte{cscd(wa)}, segs)
+	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/26/08")
+	q = xcopyList(1, 2, tds, segs)
+	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/1A/00")
 	want(t, do(luA, iA, xcopyCDB(0), nil, 0), "GOOD")
 }
