@@ -207,11 +207,16 @@ func (lu *LogicalUnit) prConflict(r *request) bool {
 		// SPC-4 5.13.3: decided by the RESERVE/RELEASE commands.
 		return false
 	}
-	if st.IsHolder(r.nexus) {
+	return prAccessConflict(st, r.nexus, r.entry != nil && r.entry.Flags&opResvRead != 0)
+}
+
+// prAccessConflict is SPC-4 table 66 for one access: may nexus n read
+// (read) or otherwise use the medium under reservation st?
+func prAccessConflict(st *PRState, n *Nexus, read bool) bool {
+	if st == nil || !st.Reserved || st.IsHolder(n) {
 		return false
 	}
-	registered := st.Registered(r.nexus)
-	read := r.entry != nil && r.entry.Flags&opResvRead != 0
+	registered := st.Registered(n)
 	switch st.Type {
 	case PRTypeWriteExclusive:
 		// Table 66: reads allowed, everything else conflicts for every
@@ -226,4 +231,14 @@ func (lu *LogicalUnit) prConflict(r *request) bool {
 		return !registered
 	}
 	return false
+}
+
+// accessConflict reports whether nexus n may not read (write=false) or
+// write the medium of lu because of a reservation: EXTENDED COPY uses it
+// for the copy targets other than the LU that received the command.
+func (lu *LogicalUnit) accessConflict(n *Nexus, write bool) bool {
+	if hp := lu.extras.spc2.Load(); hp != nil && *hp != "" && *hp != nexusKey(n) {
+		return true
+	}
+	return prAccessConflict(lu.extras.pr.Load(), n, !write)
 }

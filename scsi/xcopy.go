@@ -278,6 +278,17 @@ func execExtendedCopy(r *request, c ExtendedCopy) error {
 			return newCC(SenseCopyAborted, 0x08, 0x04)
 		}
 	}
+	// The receiving LU passed the reservation check for its own command;
+	// the other copy targets are checked as the reads and writes the copy
+	// manager performs on the initiator's behalf (SPC-4 5.13.1).
+	for _, s := range p.Segments {
+		if luns[s.Src] != lu && luns[s.Src].accessConflict(r.nexus, false) {
+			return errReservationConflict
+		}
+		if luns[s.Dst] != lu && luns[s.Dst].accessConflict(r.nexus, true) {
+			return errReservationConflict
+		}
+	}
 	res := xcopyResult{nexus: nexusKey(r.nexus), listID: p.ListID, status: 1}
 	var cerr error
 	for _, s := range p.Segments {

@@ -125,4 +125,9 @@ func TestExtendedCopyBetweenLUs(t *testing.T) {
 	q = xcopyList(1, 2, tds, segs)
 	want(t, do(luA, iA, xcopyCDB(len(q)), q, 0), "5/1A/00")
 	want(t, do(luA, iA, xcopyCDB(0), nil, 0), "GOOD")
+	// A reservation on the destination LU held by someone else blocks the copy.
+	hello(t, luB, iB)
+	want(t, prOut(luB, iB, 0x06, 0, 0, 0xB), "GOOD")
+	want(t, prOut(luB, iB, 0x01, scsi.PRTypeWriteExclusive, 0xB, 0), "GOOD")
+	want(t, do(luA, iA, xcopyCDB(len(p)), p, 0), "CONFLICT")
 }
