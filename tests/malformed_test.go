@@ -90,7 +90,8 @@ func TestMalformedInput(t *testing.T) {
 	}
 	// A login that succeeds, so the remaining steps reach full feature
 	// phase (operational stage straight away: no security negotiation).
-	login := loginReq(1, 3, true, 1, normalLoginKeys()+keys("HeaderDigest=None", "DataDigest=None"))
+	// AuthMethod is a security-stage key (RFC 7143 13.x), so it is left out.
+	login := loginReq(1, 3, true, 1, keys("InitiatorName="+initiator1, "TargetName="+badIQN, "SessionType=Normal", "HeaderDigest=None", "DataDigest=None"))
 
 	cases := []struct {
 		name  string
