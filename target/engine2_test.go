@@ -498,3 +498,27 @@ func TestManySessionsParallel(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestAbortTaskRefCmdSNNotYetReceived(t *testing.T) {
+	env := startServer(t, nil)
+	i := dial(t, env.addr)
+	i.login(loginOpts{})
+	sn := i.cmdSN
+	// RFC 7143 11.5.1 (c): the referenced command has not arrived but its
+	// CmdSN is in the window and below the TMF's: "Function complete", and
+	// the CmdSN counts as received.
+	// The TMF is immediate and carries the initiator's next CmdSN (sn+1:
+	// the command with sn was "lost" on the way).
+	i.send(&TaskMgmtReq{Immediate: true, Function: tmfAbortTask, ITT: 0x6000, RefTaskTag: 0x6001, CmdSN: sn + 1, RefCmdSN: sn})
+	tm := i.recv().(*TaskMgmtResp)
+	if tm.Response != tmfRespComplete || tm.ExpCmdSN != sn+1 {
+		t.Fatalf("abort of unreceived task: resp %d ExpCmdSN %d want %d", tm.Response, tm.ExpCmdSN, sn+1)
+	}
+	// The late command is now below ExpCmdSN and ignored.
+	i.send(&SCSICmd{Final: true, ITT: 0x6001, CmdSN: sn, CDB: make([]byte, 6)})
+	i.expectSilence(200 * time.Millisecond)
+	i.cmdSN = sn + 1
+	if res := i.cmd(cdbRead10(0, 1), 512, true, nil, cmdOpts{}); res.status != 0 {
+		t.Fatal("session broken")
+	}
+}

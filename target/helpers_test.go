@@ -357,17 +357,17 @@ func (i *ini) login(o loginOpts) *LoginResp {
 }
 
 type cmdResult struct {
-	status          byte
-	sense           []byte
-	data            []byte
-	over, under     bool
-	residual        uint32
-	dataIns         int
-	r2ts            int
-	collapsed       bool
-	maxDataSeg      int
-	finals          int
-	expDataSN       uint32
+	status      byte
+	sense       []byte
+	data        []byte
+	over, under bool
+	residual    uint32
+	dataIns     int
+	r2ts        int
+	collapsed   bool
+	maxDataSeg  int
+	finals      int
+	expDataSN   uint32
 }
 
 type cmdOpts struct {

@@ -32,20 +32,17 @@ func (c *conn) tmfInOrder(p *TaskMgmtReq, _ *[bhsLen]byte) error {
 			// than the CmdSN of the Task Management function request itself,
 			// then targets must consider the CmdSN received and return the
 			// 'Function complete' response."
-			if !p.Immediate || c.inWindow(p.RefCmdSN) {
-				if c.inWindow(p.RefCmdSN) && snLess(p.RefCmdSN, p.CmdSN) {
-					if _, queuedAlready := c.pending[p.RefCmdSN]; !queuedAlready && p.RefCmdSN != c.expCmdSN {
-						c.pending[p.RefCmdSN] = queued{kind: qSkip}
-						w.result = tmfRespComplete
-						return c.tmfRespond(w)
-					} else if p.RefCmdSN == c.expCmdSN {
-						if err := c.sequence(p.RefCmdSN, queued{kind: qSkip}); err != nil {
-							return err
-						}
-						w.result = tmfRespComplete
-						return c.tmfRespond(w)
+			_, queuedAlready := c.pending[p.RefCmdSN]
+			if c.inWindow(p.RefCmdSN) && snLess(p.RefCmdSN, p.CmdSN) && !queuedAlready {
+				if p.RefCmdSN == c.expCmdSN {
+					if err := c.sequence(p.RefCmdSN, queued{kind: qSkip}); err != nil {
+						return err
 					}
+				} else {
+					c.pending[p.RefCmdSN] = queued{kind: qSkip}
 				}
+				w.result = tmfRespComplete
+				return c.tmfRespond(w)
 			}
 			// RFC 7143 11.5.1 (d): otherwise "Task does not exist".
 			w.result = tmfRespNoTask
