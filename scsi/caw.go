@@ -36,6 +36,12 @@ func execCompareAndWrite(r *request, c CompareAndWrite) error {
 	// shall be transferred ..., and no write operations shall be
 	// performed. This condition shall not be considered an error."
 	if c.Blocks == 0 {
+		// ... but a transfer announced with it cannot belong to this CDB:
+		// libiscsi asks for 256 blocks that way (the one-byte field wraps
+		// to zero) and expects INVALID FIELD IN CDB.
+		if r.cmd.ExpectedLength != 0 || len(r.cmd.DataOut) != 0 {
+			return invalidCDB(13, -1)
+		}
 		return lu.checkRange(c.LBA, 0)
 	}
 	// SBC-3 5.2: "If the number of logical blocks exceeds the value in the
