@@ -35,7 +35,7 @@ const (
 // openLUs opens every disk's backend and builds its LU. Disks are opened
 // even when no target maps them yet, so a bad disk fails at start, not at
 // the first login.
-func (g *Gateway) openLUs(stall time.Duration) error {
+func (g *Gateway) openLUs() error {
 	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("gateway: data_dir: %w", err)
 	}
@@ -43,42 +43,49 @@ func (g *Gateway) openLUs(stall time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	if stall == 0 {
-		stall = DefaultStallThreshold
-	}
+	g.prs = prs
 	for i := range g.cfg.Disks {
 		d := &g.cfg.Disks[i]
-		be, err := g.openBackend(d, stall)
+		lu, err := g.openLU(d)
 		if err != nil {
 			return err
-		}
-		wwn, err := g.diskWWN(d)
-		if err != nil {
-			be.Close()
-			return err
-		}
-		lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
-			Name:       d.Name,
-			WWN:        wwn,
-			BlockSize:  d.BlockSize,
-			ReadOnly:   d.ReadOnly,
-			WriteCache: d.WriteCache,
-			// The file backend punches holes, so UNMAP is real.
-			ThinProvisioned:   true,
-			MaxTransferBlocks: d.Controls.HWMaxSectors,
-			PRStore:           prs,
-		}, be)
-		if err != nil {
-			be.Close()
-			return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 		}
 		g.lus[d.Name] = lu
-		// EXTENDED COPY (VMware XCOPY) between any two of our LUs.
-		g.registry.Add(lu)
-		g.log.Info("disk opened", "disk", d.Name, "backend", d.Backend, "size", be.Size(),
-			"wwn", config.FormatWWN(wwn), "block_size", d.BlockSize, "write_cache", d.WriteCache, "read_only", d.ReadOnly)
 	}
 	return nil
+}
+
+// openLU opens one disk and builds its LU, registered for EXTENDED COPY.
+func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
+	be, err := g.openBackend(d, g.stall)
+	if err != nil {
+		return nil, err
+	}
+	wwn, err := g.diskWWN(d)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
+		Name:       d.Name,
+		WWN:        wwn,
+		BlockSize:  d.BlockSize,
+		ReadOnly:   d.ReadOnly,
+		WriteCache: d.WriteCache,
+		// The file backend punches holes, so UNMAP is real.
+		ThinProvisioned:   true,
+		MaxTransferBlocks: d.Controls.HWMaxSectors,
+		PRStore:           g.prs,
+	}, be)
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	// EXTENDED COPY (VMware XCOPY) between any two of our LUs.
+	g.registry.Add(lu)
+	g.log.Info("disk opened", "disk", d.Name, "backend", d.Backend, "size", be.Size(),
+		"wwn", config.FormatWWN(wwn), "block_size", d.BlockSize, "write_cache", d.WriteCache, "read_only", d.ReadOnly)
+	return lu, nil
 }
 
 func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend, error) {
@@ -201,14 +208,15 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// buildTargets maps the configured targets onto target.Target.
-func (g *Gateway) buildTargets() ([]*target.Target, error) {
-	out := make([]*target.Target, 0, len(g.cfg.Targets))
-	for i := range g.cfg.Targets {
-		t := &g.cfg.Targets[i]
+// buildTargets maps the configured targets onto target.Target, routing
+// LUNs to the given LUs.
+func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUnit) ([]*target.Target, error) {
+	out := make([]*target.Target, 0, len(c.Targets))
+	for i := range c.Targets {
+		t := &c.Targets[i]
 		all := map[uint64]*scsi.LogicalUnit{}
 		for _, m := range t.LUNs {
-			lu, ok := g.lus[m.Disk]
+			lu, ok := lus[m.Disk]
 			if !ok {
 				return nil, fmt.Errorf("gateway: target %s lun %d: disk %q not open", t.IQN, m.LUNID, m.Disk)
 			}

@@ -45,14 +45,22 @@ const DefaultStallThreshold = 5 * time.Second
 // Gateway is a running gateway.
 type Gateway struct {
 	// Immutable after Start.
-	cfg     config.Config // private copy
-	log     *slog.Logger
-	srv     *target.Server
-	lns     []net.Listener
-	portals []target.Portal // bound addresses, as advertised
-	lus     map[string]*scsi.LogicalUnit
-	// registry lets EXTENDED COPY find the LUs by WWN.
-	registry *scsi.LURegistry
+	log      *slog.Logger
+	srv      *target.Server
+	lns      []net.Listener
+	portals  []target.Portal // bound addresses, as advertised
+	stall    time.Duration
+	prs      scsi.PRStore
+	registry *scsi.LURegistry // lets EXTENDED COPY find the LUs by WWN
+
+	// Guarded by mu: Reload replaces them; Shutdown closes the LUs.
+	mu  sync.Mutex
+	cfg config.Config // private copy
+	lus map[string]*scsi.LogicalUnit
+	// retired LUs were removed from the configuration by Reload; sessions
+	// logged in before may still route to them, so they close at Shutdown.
+	retired []*scsi.LogicalUnit
+	closed  bool
 
 	ready chan struct{}
 	errc  chan error
@@ -95,7 +103,11 @@ func Start(cfg Config) (g *Gateway, err error) {
 		}
 	}()
 
-	if err := g.openLUs(cfg.StallThreshold); err != nil {
+	g.stall = cfg.StallThreshold
+	if g.stall == 0 {
+		g.stall = DefaultStallThreshold
+	}
+	if err := g.openLUs(); err != nil {
 		return g, err
 	}
 	listen := cfg.Listen
@@ -110,7 +122,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 		g.lns = append(g.lns, l)
 		g.portals = append(g.portals, target.Portal{Address: advertised(p, l.Addr()), PortalGroupTag: portalGroupTag})
 	}
-	targets, err := g.buildTargets()
+	targets, err := g.buildTargets(&g.cfg, g.lus)
 	if err != nil {
 		return g, err
 	}
@@ -194,6 +206,8 @@ func (g *Gateway) Sessions() []target.SessionInfo { return g.srv.Sessions() }
 
 // LogicalUnits returns the running LUs by disk name (for metrics).
 func (g *Gateway) LogicalUnits() map[string]*scsi.LogicalUnit {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	out := make(map[string]*scsi.LogicalUnit, len(g.lus))
 	for k, v := range g.lus {
 		out[k] = v
@@ -202,7 +216,11 @@ func (g *Gateway) LogicalUnits() map[string]*scsi.LogicalUnit {
 }
 
 // Config returns a copy of the configuration the gateway runs.
-func (g *Gateway) Config() config.Config { return g.cfg.Clone() }
+func (g *Gateway) Config() config.Config {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.Clone()
+}
 
 // Shutdown stops the gateway gracefully, in this order:
 //
@@ -256,10 +274,22 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-// closeLUs flushes and closes every LU, returning the first error.
+// closeLUs flushes and closes every LU (current and retired), returning
+// the first error.
 func (g *Gateway) closeLUs(ctx context.Context) error {
-	var first error
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	all := make(map[string]*scsi.LogicalUnit, len(g.lus)+len(g.retired))
 	for name, lu := range g.lus {
+		all[name] = lu
+	}
+	for i, lu := range g.retired {
+		all[fmt.Sprintf("%s (retired %d)", lu.Config().Name, i)] = lu
+	}
+	g.retired = nil
+	var first error
+	for name, lu := range all {
 		g.registry.Remove(lu)
 		if err := lu.Backend().Flush(ctx); err != nil {
 			g.log.Error("flush failed at shutdown", "disk", name, "err", err)

@@ -152,6 +152,23 @@ func (b *FileBackend) RefreshSize() int64 {
 	return b.size.Load()
 }
 
+// Grow extends the file to size bytes (sparse). A smaller or equal size is
+// a no-op: shrinking a LUN under initiators would lose data they think they
+// have, so it is never done here.
+func (b *FileBackend) Grow(size int64) error {
+	if b.readOnly {
+		return ErrReadOnly
+	}
+	if size <= b.RefreshSize() {
+		return nil
+	}
+	if err := b.f.Truncate(size); err != nil {
+		return fmt.Errorf("rbdlun: grow %s to %d: %w", b.path, size, err)
+	}
+	b.RefreshSize()
+	return nil
+}
+
 // Path returns the file's path.
 func (b *FileBackend) Path() string { return b.path }
 

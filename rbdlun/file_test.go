@@ -308,3 +308,20 @@ func TestCloseTwice(t *testing.T) {
 		t.Fatal("second Close returned nil")
 	}
 }
+
+func TestGrow(t *testing.T) {
+	b, _ := open(t, 1<<20, FileOptions{})
+	if err := b.WriteAt(ctx, []byte{1, 2, 3}, 1<<20-3, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Grow(4 << 20); err != nil || b.Size() != 4<<20 {
+		t.Fatalf("grow: %v %d", err, b.Size())
+	}
+	if err := b.Grow(2 << 20); err != nil || b.Size() != 4<<20 {
+		t.Fatalf("shrink request changed size: %v %d", err, b.Size())
+	}
+	got := make([]byte, 3)
+	if err := b.ReadAt(ctx, got, 1<<20-3); err != nil || got[2] != 3 {
+		t.Fatal("data lost by grow")
+	}
+}

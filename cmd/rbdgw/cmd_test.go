@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -166,5 +167,45 @@ func TestDemoURL(t *testing.T) {
 	}
 	if err := func() error { c := DemoConfig(t.TempDir(), "127.0.0.1:3260", "abcdefghijkl1234"); return c.Validate() }(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServeReloadsOnSIGHUP edits the configuration file of a running
+// `rbdgw serve` and sends SIGHUP: the change is applied, and a bad edit is
+// refused without stopping the gateway.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	base := "portals: [\"127.0.0.1:0\"]\ndisks: [{name: d, backend: \"file:d.img\", size: 1M}]\n" +
+		"targets:\n  - {iqn: \"iqn.2026-11.io.rbdgw:hup\", luns: [{lun_id: 0, disk: d}]}\n"
+	os.WriteFile(cfgPath, []byte(base), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- Execute(ctx, []string{"serve", "--config", cfgPath, "--data-dir", dir},
+			IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(errOut.String(), s) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in log:\n%s", s, errOut)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("gateway started")
+	os.WriteFile(cfgPath, []byte(base+"  - {iqn: \"iqn.2026-11.io.rbdgw:hup2\", luns: [{lun_id: 0, disk: d}]}\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor("configuration reloaded")
+	os.WriteFile(cfgPath, []byte("portals: [\"127.0.0.1:0\"]\ntargets: [{iqn: BAD}]\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor("reload refused")
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
 	}
 }

@@ -117,7 +117,7 @@ func (o *DemoOptions) Run(ctx context.Context) error {
 	}
 	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, func(g *gateway.Gateway) error {
 		return o.printUsage(g.Addrs()[0])
-	})
+	}, nil)
 }
 
 func (o *DemoOptions) printUsage(bound net.Addr) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -18,10 +19,19 @@ const DefaultShutdownTimeout = 30 * time.Second
 
 // runGateway starts a gateway and serves until ctx ends, SIGINT or SIGTERM
 // arrives (a graceful drain, exit 0) or a portal fails (exit 1). onReady
-// runs once the portals accept connections.
-func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdownTimeout time.Duration, onReady func(*gateway.Gateway) error) error {
+// runs once the portals accept connections. With reload set, SIGHUP
+// re-reads the configuration and applies it (a refused reload is logged
+// and the gateway keeps its configuration).
+func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdownTimeout time.Duration,
+	onReady func(*gateway.Gateway) error, reload func() (config.Config, error)) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var hup chan os.Signal
+	if reload != nil {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	g, err := gateway.Start(gateway.Config{Config: cfg, Logger: log})
 	if err != nil {
 		return withCode(ExitStart, err)
@@ -34,10 +44,23 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdo
 		}
 	}
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("signal received, draining")
-	case runErr = <-g.Err():
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received, draining")
+			break loop
+		case runErr = <-g.Err():
+			break loop
+		case <-hup:
+			c, err := reload()
+			if err == nil {
+				err = g.Reload(c)
+			}
+			if err != nil {
+				log.Error("reload refused; configuration unchanged", "err", err)
+			}
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

@@ -29,8 +29,9 @@ func NewServeCommand(streams IOStreams, root *RootOptions) *cobra.Command {
 		Use:   "serve --config FILE",
 		Short: "Run the gateway from a configuration file",
 		Long: `Run the gateway from a YAML or JSON configuration file (see
-docs/configuration.md). SIGINT or SIGTERM drains in-flight commands, logs
-sessions out, flushes the disks and exits 0.`,
+docs/configuration.md). SIGHUP re-reads the file and applies target, host,
+LUN map and new-disk changes live. SIGINT or SIGTERM drains in-flight
+commands, logs sessions out, flushes the disks and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {
@@ -90,5 +91,11 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info("configuration loaded", "file", o.ConfigFile, "data_dir", o.cfg.DataDir, "portals", o.cfg.Portals)
-	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, nil)
+	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, nil, func() (config.Config, error) {
+		// The same file and overrides as at start.
+		if err := o.Complete(); err != nil {
+			return config.Config{}, err
+		}
+		return o.cfg, nil
+	})
 }

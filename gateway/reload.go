@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/rbdlun"
+	"github.com/rbdgw/rbdgw/scsi"
+)
+
+// ErrRestartRequired is wrapped by Reload's error when the new
+// configuration changes something only a restart applies.
+var ErrRestartRequired = errors.New("restart required")
+
+// Reload applies a new configuration to the running gateway, as a whole or
+// not at all (house rule 10: validated, applied to a copy, swapped).
+//
+// Applied live: targets added, removed or changed (auth, hosts, LUN maps,
+// controls), disks added, disks grown (size larger). Targets that stay
+// keep their logged-in sessions, which see the new LUN map, ACLs and
+// credentials at their next login; sessions of removed targets are
+// dropped.
+//
+// Refused with ErrRestartRequired: a change of portals, data_dir,
+// discovery_auth, or of an existing disk's backend, wwn, block_size,
+// read_only, write_cache or controls, and shrinking a disk.
+//
+// Disks removed from the configuration stay open until Shutdown: sessions
+// logged in before the reload may still address them.
+func (g *Gateway) Reload(c config.Config) error {
+	c = c.Clone()
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("gateway: reload: %w", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("gateway: reload: gateway is shut down")
+	}
+	old := &g.cfg
+	if !slices.Equal(old.Portals, c.Portals) {
+		return fmt.Errorf("gateway: reload: portals changed: %w", ErrRestartRequired)
+	}
+	if old.DataDir != c.DataDir {
+		return fmt.Errorf("gateway: reload: data_dir changed: %w", ErrRestartRequired)
+	}
+	if old.DiscoveryAuth != c.DiscoveryAuth {
+		return fmt.Errorf("gateway: reload: discovery_auth changed: %w", ErrRestartRequired)
+	}
+	var grow []*config.Disk
+	for i := range c.Disks {
+		d := &c.Disks[i]
+		od, ok := old.Disk(d.Name)
+		if !ok {
+			continue
+		}
+		a, b := *od, *d
+		a.Size, b.Size = 0, 0
+		if a != b {
+			return fmt.Errorf("gateway: reload: disk %s: only size may change live: %w", d.Name, ErrRestartRequired)
+		}
+		if d.Size < od.Size {
+			return fmt.Errorf("gateway: reload: disk %s: size %s is below %s; shrinking is refused: %w", d.Name, d.Size, od.Size, ErrRestartRequired)
+		}
+		if d.Size > od.Size {
+			grow = append(grow, d)
+		}
+	}
+
+	// Open new disks first; on failure close them again and change nothing.
+	lus := make(map[string]*scsi.LogicalUnit, len(c.Disks))
+	var opened []*scsi.LogicalUnit
+	undo := func() {
+		for _, lu := range opened {
+			g.registry.Remove(lu)
+			lu.Close()
+		}
+	}
+	for i := range c.Disks {
+		d := &c.Disks[i]
+		if lu, ok := g.lus[d.Name]; ok {
+			lus[d.Name] = lu
+			continue
+		}
+		lu, err := g.openLU(d)
+		if err != nil {
+			undo()
+			return fmt.Errorf("gateway: reload: %w", err)
+		}
+		opened = append(opened, lu)
+		lus[d.Name] = lu
+	}
+	targets, err := g.buildTargets(&c, lus)
+	if err != nil {
+		undo()
+		return fmt.Errorf("gateway: reload: %w", err)
+	}
+	// Growing is the last step that can fail; a failure leaves earlier
+	// disks grown, which initiators see as a resize, harmless.
+	for _, d := range grow {
+		if err := growBackend(lus[d.Name].Backend(), int64(d.Size)); err != nil {
+			undo()
+			return fmt.Errorf("gateway: reload: disk %s: %w", d.Name, err)
+		}
+		g.log.Info("disk grown", "disk", d.Name, "size", int64(d.Size))
+	}
+
+	g.srv.SetTargets(targets)
+	for name, lu := range g.lus {
+		if _, ok := lus[name]; !ok {
+			g.retired = append(g.retired, lu)
+			g.log.Info("disk removed from configuration; closes at shutdown", "disk", name)
+		}
+	}
+	g.lus = lus
+	g.cfg = c
+	g.log.Info("configuration reloaded", "targets", len(targets), "disks", len(lus))
+	return nil
+}
+
+// growBackend finds the file backend under any wrappers and grows it.
+func growBackend(b scsi.Backend, size int64) error {
+	for {
+		if gr, ok := b.(interface{ Grow(int64) error }); ok {
+			return gr.Grow(size)
+		}
+		u, ok := b.(rbdlun.Unwrapper)
+		if !ok {
+			return errors.New("backend cannot grow")
+		}
+		b = u.Unwrap()
+	}
+}
