@@ -43,6 +43,13 @@ func TestVersion(t *testing.T) {
 	if code != ExitOK || !strings.HasPrefix(out.String(), "rbdgw ") {
 		t.Fatalf("%d %q", code, out)
 	}
+	code, out, _ = run(context.Background(), "version", "-o", "json")
+	if code != ExitOK || !strings.HasPrefix(out.String(), `{"version":"dev"`) {
+		t.Fatalf("%d %q", code, out)
+	}
+	if code, _, _ = run(context.Background(), "version", "-o", "yaml"); code != ExitBadArgs {
+		t.Fatalf("-o yaml: exit %d", code)
+	}
 }
 
 func TestBadArgs(t *testing.T) {
