@@ -61,6 +61,9 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.wrapBE != nil {
+		be = g.wrapBE(d.Name, be)
+	}
 	wwn, err := g.diskWWN(d)
 	if err != nil {
 		be.Close()

@@ -36,6 +36,9 @@ type Config struct {
 	// Listen opens a portal's listener; nil means net.Listen. Tests can
 	// inject listeners here.
 	Listen func(network, address string) (net.Listener, error)
+	// WrapBackend, when set, wraps each disk's backend (outermost), for
+	// tests that inject faults (rbdlun.WithFaults) end to end.
+	WrapBackend func(disk string, b scsi.Backend) scsi.Backend
 }
 
 // DefaultStallThreshold is well below ESXi's 8 s heartbeat timeout so the
@@ -50,6 +53,7 @@ type Gateway struct {
 	lns      []net.Listener
 	portals  []target.Portal // bound addresses, as advertised
 	stall    time.Duration
+	wrapBE   func(disk string, b scsi.Backend) scsi.Backend
 	prs      scsi.PRStore
 	registry *scsi.LURegistry // lets EXTENDED COPY find the LUs by WWN
 
@@ -103,6 +107,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 		}
 	}()
 
+	g.wrapBE = cfg.WrapBackend
 	g.stall = cfg.StallThreshold
 	if g.stall == 0 {
 		g.stall = DefaultStallThreshold

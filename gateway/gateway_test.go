@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -308,3 +309,45 @@ func TestQemuImgRoundTrip(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestInjectedWriteFailureReachesInitiator fails every write of one disk
+// through WrapBackend and checks that qemu-img sees the error rather than
+// a silent success.
+func TestInjectedWriteFailureReachesInitiator(t *testing.T) {
+	bin, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	c := testConfig(t)
+	c.Targets[0].Hosts = nil
+	sw := rbdlun.NewSwitch(rbdlun.FailOps(rbdlun.OpWrite, rbdlun.OpWriteZeroes, rbdlun.OpUnmap))
+	counter := &rbdlun.Counter{Injector: sw}
+	g, err := Start(Config{Config: c, WrapBackend: func(disk string, b scsi.Backend) scsi.Backend {
+		if disk == "d1" {
+			return rbdlun.WithFaults(b, counter)
+		}
+		return b
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	src := filepath.Join(t.TempDir(), "src.raw")
+	os.WriteFile(src, bytes.Repeat([]byte{0x5A}, 1<<20), 0o600)
+	url := "iscsi://gwtestuser%gwtestsecret1@" + g.Addrs()[0].String() + "/iqn.2026-11.io.rbdgw:gwtest/5"
+	convert := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		return exec.CommandContext(ctx, bin, "convert", "-n", "-f", "raw", "-O", "raw", src, url).Run()
+	}
+	if err := convert(); err != nil {
+		t.Fatalf("healthy write failed: %v", err)
+	}
+	sw.Set(true)
+	if err := convert(); err == nil {
+		t.Fatal("qemu-img reported success while every write failed")
+	}
+	if counter.Count() == 0 {
+		t.Fatal("no fault injected")
+	}
+}
