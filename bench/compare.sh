@@ -10,6 +10,11 @@
 #   RBDGW_BIN=bin/rbdgw
 #   SCALE=1           multiply the I/O counts (longer runs)
 #   ONLY=rbdgw|tgtd   benchmark one target only
+#   WRITE_CACHE=true  rbdgw's disk write_cache. tgtd's file backing store
+#                     acknowledges writes from the page cache (fsync only
+#                     on SYNCHRONIZE CACHE/FUA), so true compares like with
+#                     like; false is rbdgw's durable default (fdatasync
+#                     before GOOD) and shows what that costs.
 #
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
@@ -18,6 +23,7 @@ REPS=${REPS:-5}
 SIZE_MB=${SIZE_MB:-1024}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
+WRITE_CACHE=${WRITE_CACHE:-true}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RBDGW_BIN=${RBDGW_BIN:-$ROOT/bin/rbdgw}
 IQN_R=iqn.2026-01.io.rbdgw.bench:rbdgw
@@ -93,7 +99,7 @@ cat >"$WORK/rbdgw.json" <<EOF
 {
   "portals": ["127.0.0.1:$PORT_R"],
   "data_dir": "$WORK/rbdgw-data",
-  "disks": [{"name": "bench", "backend": "file:$WORK/rbdgw.img", "size": "${SIZE_MB}M"}],
+  "disks": [{"name": "bench", "backend": "file:$WORK/rbdgw.img", "size": "${SIZE_MB}M", "write_cache": $WRITE_CACHE}],
   "targets": [{"iqn": "$IQN_R", "luns": [{"lun_id": 0, "disk": "bench"}]}]
 }
 EOF
@@ -181,8 +187,8 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 > 0 && a != "nan") printf "%.2f", a / b; else print "-"}'; }
 
 echo
-echo "qemu-img bench over iscsi://, ${SIZE_MB} MiB file-backed LUNs, median of $REPS (CPU: total seconds over all reps)"
-printf '%-14s | %9s %9s %8s | %9s %9s %8s | %6s %6s\n' workload "rbdgw IOPS" "MB/s" "CPU s" "tgtd IOPS" "MB/s" "CPU s" "IOPS x" "CPU x"
+echo "qemu-img bench over iscsi://, ${SIZE_MB} MiB file-backed LUNs, median of $REPS (CPU: total seconds over all reps); rbdgw write_cache=$WRITE_CACHE"
+printf '%-14s | %10s %9s %8s | %9s %9s %8s | %6s %6s\n' workload "rbdgw IOPS" "MB/s" "CPU s" "tgtd IOPS" "MB/s" "CPU s" "IOPS x" "CPU x"
 printf '%s\n' "---------------+-------------------------------+-------------------------------+--------------"
 for w in "${WORKLOADS[@]}"; do
 	read -r name _ <<<"$w"
