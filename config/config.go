@@ -31,7 +31,7 @@ const (
 	DefaultMaxDataAreaMB = 8
 	DefaultQFullTimeout  = 5  // seconds
 	DefaultOSDOpTimeout  = 30 // seconds
-	DefaultHWMaxSectors  = 1024
+	DefaultHWMaxSectors  = 65536
 
 	DefaultBlockSize = 512
 )

@@ -239,8 +239,8 @@ func validateDisk(e *errs, path string, d *Disk) {
 	if c.OSDOpTimeout > 600 {
 		e.add(path+".controls.osd_op_timeout", c.OSDOpTimeout, "out of range 0..600 seconds")
 	}
-	if c.HWMaxSectors < 1 || c.HWMaxSectors > 8192 {
-		e.add(path+".controls.hw_max_sectors", c.HWMaxSectors, "out of range 1..8192 blocks")
+	if c.HWMaxSectors < 1 || c.HWMaxSectors > 131072 {
+		e.add(path+".controls.hw_max_sectors", c.HWMaxSectors, "out of range 1..131072 blocks")
 	}
 }
 

@@ -141,7 +141,7 @@ func TestValidate(t *testing.T) {
 		{"qfull_timeout 601", func(c *Config) { c.Disks[0].Controls.QFullTimeout = 601 }, "disks[0].controls.qfull_timeout", ""},
 		{"osd_op_timeout 601", func(c *Config) { c.Disks[0].Controls.OSDOpTimeout = 601 }, "disks[0].controls.osd_op_timeout", ""},
 		{"hw_max_sectors 0", func(c *Config) { c.Disks[0].Controls.HWMaxSectors = 0 }, "disks[0].controls.hw_max_sectors", ""},
-		{"hw_max_sectors 8193", func(c *Config) { c.Disks[0].Controls.HWMaxSectors = 8193 }, "disks[0].controls.hw_max_sectors", ""},
+		{"hw_max_sectors 131073", func(c *Config) { c.Disks[0].Controls.HWMaxSectors = 131073 }, "disks[0].controls.hw_max_sectors", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()

@@ -62,6 +62,10 @@ func execReadCapacity16(r *request, c ReadCapacity16) error {
 		put64(b, blocks-1)
 	}
 	put32(b[8:], uint32(lu.bs))
+	// SBC-3 5.16.2: "The LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT field
+	// is defined in table 63" (2^n logical blocks per physical block);
+	// LOWEST ALIGNED LOGICAL BLOCK ADDRESS stays 0.
+	b[13] = lu.physBlockExponent() & 0x0F
 	// SBC-3 5.16.2: LBPME reports logical block provisioning management
 	// (UNMAP support); LBPRZ that unmapped blocks read as zeros.
 	if lu.thin() {
@@ -72,4 +76,19 @@ func execReadCapacity16(r *request, c ReadCapacity16) error {
 	}
 	r.dataIn(b, int(c.Alloc))
 	return nil
+}
+
+// physicalBlockBytes is the physical block size reported for every LU:
+// file images and RBD objects are written in 4 KiB pages, so smaller
+// writes cost a read-modify-write underneath.
+const physicalBlockBytes = 4096
+
+// physBlockExponent is the LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of
+// READ CAPACITY(16): 3 for 512-byte logical blocks, 0 for 4096.
+func (lu *LogicalUnit) physBlockExponent() byte {
+	var e byte
+	for n := lu.bs; n < physicalBlockBytes; n <<= 1 {
+		e++
+	}
+	return e
 }

@@ -43,7 +43,7 @@ func TestRequestSenseClearsUA(t *testing.T) {
 }
 
 func TestCDBChecks(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *scsi.LUConfig) { c.MaxTransferBlocks = 1024 })
 	for _, tc := range []struct {
 		name    string
 		cdb     []byte
@@ -251,7 +251,10 @@ func TestInquiry(t *testing.T) {
 	}
 	r, d = e.do(nexusA, []byte{0x12, 1, 0xB0, 0, 255, 0}, nil, 255)
 	wantGood(t, r)
-	if d[3] != 0x3C || binary.BigEndian.Uint32(d[8:]) != 1024 || binary.BigEndian.Uint32(d[20:]) == 0 {
+	// Default MAXIMUM TRANSFER LENGTH: 32 MiB of 512-byte blocks; MAXIMUM
+	// UNMAP LBA COUNT at most 1Mi (libiscsi Inquiry.BlockLimits).
+	if d[3] != 0x3C || binary.BigEndian.Uint32(d[8:]) != 65536 || binary.BigEndian.Uint32(d[20:]) == 0 ||
+		binary.BigEndian.Uint32(d[20:]) > 1<<20 {
 		t.Fatalf("VPD B0: %x", d)
 	}
 	r, d = e.do(nexusA, []byte{0x12, 1, 0xB1, 0, 255, 0}, nil, 255)

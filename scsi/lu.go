@@ -33,8 +33,9 @@ type LUConfig struct {
 	// and LBPME in READ CAPACITY(16).
 	ThinProvisioned bool
 	// MaxTransferBlocks caps the transfer length of one command (block
-	// limits VPD, from ceph-iscsi's hw_max_sectors). 0: 1024 blocks... of
-	// 512 bytes, i.e. 512 KiB worth of blocks.
+	// limits VPD MAXIMUM TRANSFER LENGTH, from ceph-iscsi's hw_max_sectors).
+	// 0: DefaultMaxTransferBytes worth of blocks (32 MiB; the iSCSI target
+	// accepts up to 64 MiB of expected data per command).
 	MaxTransferBlocks uint32
 	// ALUA gives the port groups of the LU; nil: one Active/Optimized group
 	// made of the port each command arrives on.
@@ -45,11 +46,14 @@ type LUConfig struct {
 
 // Defaults applied by NewLogicalUnit.
 const (
-	DefaultVendorID          = "RBDGW"
-	DefaultProductID         = "RBD DISK"
-	DefaultProductRevision   = "0001"
-	DefaultBlockSize         = 512
-	DefaultMaxTransferBytes  = 512 * 1024
+	DefaultVendorID         = "RBDGW"
+	DefaultProductID        = "RBD DISK"
+	DefaultProductRevision  = "0001"
+	DefaultBlockSize        = 512
+	DefaultMaxTransferBytes = 32 << 20
+	// MaxTransferBytesLimit bounds MaxTransferBlocks: the iSCSI target
+	// accepts at most 64 MiB of expected data per command.
+	MaxTransferBytesLimit    = 64 << 20
 	maxPendingUnitAttentions = 16
 )
 
@@ -75,6 +79,11 @@ func (c *LUConfig) validate() error {
 	}
 	if c.MaxTransferBlocks == 0 {
 		c.MaxTransferBlocks = DefaultMaxTransferBytes / c.BlockSize
+	}
+	// A command moving more than the transport accepts in one task could
+	// never complete: cap the advertised length at MaxTransferBytesLimit.
+	if uint64(c.MaxTransferBlocks)*uint64(c.BlockSize) > MaxTransferBytesLimit {
+		c.MaxTransferBlocks = MaxTransferBytesLimit / c.BlockSize
 	}
 	if c.WWN == ([16]byte{}) {
 		h := sha256.Sum256([]byte("rbdgw:" + c.Name))

@@ -97,6 +97,15 @@ func execWriteSame(r *request, c WriteSame) error {
 	off, n := int64(c.LBA)*lu.bs, int64(blocks)*lu.bs
 	unlock := lu.lockRange(off, n, false)
 	defer unlock()
+	// SBC-3 5.42/5.43 (UNMAP): "If the UNMAP bit is set to one ... the
+	// device server shall perform the actions described in 4.7.3.4" (the
+	// unmap operation) for the specified LBAs. With LBPRZ=1 a deallocated
+	// block reads back as zeros whatever the Data-Out buffer held, which is
+	// what libiscsi's WriteSame*.Unmap and UnmapUntilEnd check: deallocate
+	// as for an all-zero block.
+	if c.Unmap && lu.unmapReadsZero() && !allZero(block) {
+		block = make([]byte, lu.bs)
+	}
 	if err := lu.writeSame(r, block, off, n, c.Unmap && lu.thin(), c.FUA); err != nil {
 		return mediaError(err, true)
 	}

@@ -32,6 +32,12 @@ func TestWriteSame(t *testing.T) {
 	if !bytes.Equal(mem.Bytes(100*512, 10*512), make([]byte, 10*512)) {
 		t.Fatal("WRITE SAME UNMAP did not zero")
 	}
+	// UNMAP with a pattern on a backend without LBPRZ: the pattern is
+	// written, since deallocated blocks would not read back as it.
+	want(t, do(lu, iA, cdb10(0x41, 0x08, 300, 8), bytes.Repeat([]byte{0xFF}, 512), 0), "GOOD")
+	if !bytes.Equal(mem.Bytes(307*512, 512), bytes.Repeat([]byte{0xFF}, 512)) {
+		t.Fatal("WRITE SAME UNMAP without LBPRZ did not write the pattern")
+	}
 	// NDOB (16): zeros without Data-Out.
 	want(t, do(lu, iA, cdb16(0x93, 0x01, 200, 4), nil, 0), "GOOD")
 	if !bytes.Equal(mem.Bytes(200*512, 512), make([]byte, 512)) {
@@ -63,6 +69,13 @@ func TestWriteSameNative(t *testing.T) {
 	want(t, do(lu, iA, cdb16(0x93, 0, 0, 64), bytes.Repeat([]byte{7}, 512), 0), "GOOD")
 	if mem.Count(scsitest.OpWriteSame) != 1 {
 		t.Fatal("pattern did not use SameWriter")
+	}
+	// UNMAP with a non-zero block on an LBPRZ backend: the range is
+	// deallocated and reads back as zeros (SBC-3 5.42 UNMAP bit; libiscsi
+	// WriteSame10.UnmapUntilEnd).
+	want(t, do(lu, iA, cdb10(0x41, 0x08, 300, 8), bytes.Repeat([]byte{0xFF}, 512), 0), "GOOD")
+	if !bytes.Equal(mem.Bytes(300*512, 8*512), make([]byte, 8*512)) || mem.Count(scsitest.OpWriteSame) != 1 {
+		t.Fatal("WRITE SAME UNMAP with a pattern did not deallocate")
 	}
 	var _ scsi.SameWriter = mem
 }
