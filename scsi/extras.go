@@ -18,6 +18,9 @@ func registerExtras(t *opcodeTable) {
 	registerUnmap(t)
 	registerLBAStatus(t)
 	registerXCopy(t)
+	registerOrWrite(t)
+	registerWriteAtomic(t)
+	registerReadDefectData(t)
 }
 
 // extrasState is the per-LU state of the extras commands.

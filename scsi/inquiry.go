@@ -154,6 +154,12 @@ func vpdBlockLimits(r *request) []byte {
 		put32(b[24:], uint32(gran))
 	}
 	put64(b[32:], maxWriteSameBlocks)
+	// SBC-4 6.6.4: MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT and
+	// ATOMIC TRANSFER LENGTH GRANULARITY (page bytes 44-55) describe WRITE
+	// ATOMIC(16); atomic boundaries are not supported (bytes 56-63 zero).
+	put32(b[40:], lu.maxAtomicBlocks())
+	put32(b[44:], atomicAlignmentBlocks)
+	put32(b[48:], atomicGranularity)
 	return vpdHeader(0xB0, b)
 }
 
