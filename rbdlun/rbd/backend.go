@@ -247,7 +247,10 @@ func (b *Backend) Size() int64 { return b.size.Load() }
 func (b *Backend) UnmapReadsZero() bool { return true }
 
 // do runs one I/O against the open image, mapping its result.
-func (b *Backend) do(op string, f func(h C.rbd_image_t) int64) error {
+func (b *Backend) do(ctx context.Context, op string, f func(h C.rbd_image_t) int64) error {
+	if err := ctx.Err(); err != nil {
+		return err // not submitted; once submitted a request runs to completion
+	}
 	if b.fenced.Load() {
 		return errFenced(op)
 	}
@@ -305,7 +308,7 @@ func (b *Backend) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if len(p) == 0 {
 		return nil // librbd asserts on zero-length requests
 	}
-	return b.do("read", func(h C.rbd_image_t) int64 {
+	return b.do(ctx, "read", func(h C.rbd_image_t) int64 {
 		r := aioRead(h, p, off)
 		if r >= 0 && r != int64(len(p)) {
 			return -int64(syscall.EIO)
@@ -321,7 +324,7 @@ func (b *Backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) er
 	if len(p) == 0 {
 		return nil
 	}
-	return b.do("write", func(h C.rbd_image_t) int64 {
+	return b.do(ctx, "write", func(h C.rbd_image_t) int64 {
 		r := aioWrite(h, p, off)
 		if r >= 0 && fua && b.opts.WriteCache {
 			r = aioFlush(h)
@@ -332,7 +335,7 @@ func (b *Backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) er
 
 // Flush implements scsi.Backend.
 func (b *Backend) Flush(ctx context.Context) error {
-	return b.do("flush", aioFlush)
+	return b.do(ctx, "flush", aioFlush)
 }
 
 // Unmap implements scsi.Backend (rbd discard).
@@ -340,7 +343,7 @@ func (b *Backend) Unmap(ctx context.Context, off, length int64) error {
 	if length <= 0 {
 		return nil
 	}
-	return b.do("discard", func(h C.rbd_image_t) int64 { return aioDiscard(h, off, length) })
+	return b.do(ctx, "discard", func(h C.rbd_image_t) int64 { return aioDiscard(h, off, length) })
 }
 
 // WriteZeroes implements scsi.WriteZeroer (rbd_aio_write_zeroes). Without
@@ -349,7 +352,7 @@ func (b *Backend) WriteZeroes(ctx context.Context, off, length int64, unmap bool
 	if length <= 0 {
 		return nil
 	}
-	return b.do("write zeroes", func(h C.rbd_image_t) int64 { return aioWriteZeroes(h, off, length, !unmap) })
+	return b.do(ctx, "write zeroes", func(h C.rbd_image_t) int64 { return aioWriteZeroes(h, off, length, !unmap) })
 }
 
 // WriteSame implements scsi.SameWriter (rbd_aio_writesame); length is a
@@ -361,7 +364,7 @@ func (b *Backend) WriteSame(ctx context.Context, block []byte, off, length int64
 	if length%int64(len(block)) != 0 {
 		return fmt.Errorf("rbd: write same: length %d is not a multiple of the block (%d)", length, len(block))
 	}
-	return b.do("write same", func(h C.rbd_image_t) int64 { return aioWriteSame(h, block, off, length) })
+	return b.do(ctx, "write same", func(h C.rbd_image_t) int64 { return aioWriteSame(h, block, off, length) })
 }
 
 // cawSector is the span librbd 16 executes as one atomic compare-and-write:
@@ -389,7 +392,7 @@ func (b *Backend) CompareAndWrite(ctx context.Context, cmp, data []byte, off int
 		return b.compareThenWrite(ctx, cmp, data, off)
 	}
 	miss := false
-	err := b.do("compare and write", func(h C.rbd_image_t) int64 {
+	err := b.do(ctx, "compare and write", func(h C.rbd_image_t) int64 {
 		r, _ := aioCompareAndWrite(h, cmp, data, off)
 		if r == -int64(syscall.EILSEQ) {
 			miss = true

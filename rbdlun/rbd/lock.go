@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -91,6 +92,10 @@ func (b *Backend) lockerAddr(owner string) (string, error) {
 		if l.Client == owner || l.Addr == owner {
 			return l.Addr, nil
 		}
+	}
+	// librbd 16 names exclusive-lock owners by their address already.
+	if strings.Contains(owner, ":") && strings.Contains(owner, "/") {
+		return owner, nil
 	}
 	return "", fmt.Errorf("rbd: %s: no locker named %q", b.spec, owner)
 }

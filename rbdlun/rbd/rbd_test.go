@@ -406,3 +406,29 @@ func TestLockTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWriteCacheAndCancel(t *testing.T) {
+	cl := connect(t)
+	_, spec := newImage(t, cl, 16<<20)
+	ctx := context.Background()
+	b, err := cl.Open(ctx, spec, Options{WriteCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	data := random(64 << 10)
+	if err := b.WriteAt(ctx, data, 4096, true); err != nil {
+		t.Fatal(err)
+	}
+	if p := mustRead(t, b, 4096, len(data)); !bytes.Equal(p, data) {
+		t.Fatal("cached write differs")
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.WriteAt(cctx, data, 0, false); !errors.Is(err, context.Canceled) {
+		t.Fatalf("write with a cancelled context: %v", err)
+	}
+}
