@@ -46,6 +46,13 @@ type Options struct {
 	// CreateSize creates the image with this many bytes (default features
 	// from the conf, exclusive-lock included) when it does not exist.
 	CreateSize int64
+	// PrivateConnection gives the image a rados client of its own instead
+	// of the cluster's shared one. Blocklisting fences a whole client, so
+	// with the shared one another gateway that breaks this image's lock
+	// with blocklisting fences every image this gateway serves on it (each
+	// then needs Reconnect); a private client confines that to this image,
+	// at the cost of a client's threads and sockets per image.
+	PrivateConnection bool
 	// SizeRefresh is how often the cached size is re-read from librbd so a
 	// resize by another client is noticed; default 1s.
 	SizeRefresh time.Duration
@@ -81,6 +88,13 @@ type Backend struct {
 
 	size   atomic.Int64
 	fenced atomic.Bool
+
+	// holdLock is set while this backend means to hold the exclusive lock
+	// (AcquireExclusiveLock succeeded, no release since); the size watcher
+	// then also checks ownership and closes lockLost when it is gone.
+	holdLock atomic.Bool
+	lostMu   sync.Mutex
+	lockLost chan struct{} // guarded by lostMu; replaced on acquire
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -131,8 +145,14 @@ func (c *Cluster) Open(ctx context.Context, spec ImageSpec, opts Options) (*Back
 	if opts.SizeRefresh <= 0 {
 		opts.SizeRefresh = time.Second
 	}
-	b := &Backend{cluster: c, spec: spec, opts: opts, stop: make(chan struct{})}
-	rc, err := c.acquire(opts.WriteCache)
+	b := &Backend{cluster: c, spec: spec, opts: opts, stop: make(chan struct{}), lockLost: make(chan struct{})}
+	var rc *radosConn
+	var err error
+	if opts.PrivateConnection {
+		rc, err = c.dialPrivate(opts.WriteCache)
+	} else {
+		rc, err = c.acquire(opts.WriteCache)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +241,7 @@ func (b *Backend) watchSize() {
 			return
 		case <-t.C:
 			b.RefreshSize()
+			b.checkLock()
 		}
 	}
 }

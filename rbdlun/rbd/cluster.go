@@ -53,6 +53,8 @@ type radosConn struct {
 	cache bool
 	refs  int  // guarded by Cluster.mu
 	stale bool // replaced or cluster closed; guarded by Cluster.mu
+	// private: one backend's own connection (Options.PrivateConnection).
+	private bool
 }
 
 // Connect checks the configuration and opens the default (cache off) rados
@@ -150,10 +152,30 @@ func (c *Cluster) acquire(cache bool) (*radosConn, error) {
 	return rc, nil
 }
 
+// dialPrivate opens a connection for one backend alone: blocklisting it
+// fences that backend only. It is shut down when the backend lets go.
+func (c *Cluster) dialPrivate(cache bool) (*radosConn, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	conn, err := c.dial(cache)
+	if err != nil {
+		return nil, err
+	}
+	return &radosConn{conn: conn, cache: cache, refs: 1, stale: true, private: true}, nil
+}
+
 // renew drops a reference to rc, a connection found fenced (blocklisted),
 // and returns a fresh shared connection: the first backend to notice
 // replaces the shared one, later ones get that replacement.
 func (c *Cluster) renew(rc *radosConn) (*radosConn, error) {
+	if rc.private {
+		c.release(rc)
+		return c.dialPrivate(rc.cache)
+	}
 	c.mu.Lock()
 	if c.shared[rc.cache] == rc {
 		delete(c.shared, rc.cache)

@@ -39,6 +39,14 @@ func (b *Backend) AcquireExclusiveLock(ctx context.Context) error {
 	err := b.img.LockAcquire(rbd.LockModeExclusive)
 	switch e := errno(err); {
 	case err == nil:
+		b.lostMu.Lock()
+		select {
+		case <-b.lockLost:
+			b.lockLost = make(chan struct{})
+		default:
+		}
+		b.lostMu.Unlock()
+		b.holdLock.Store(true)
 		return nil
 	case e == syscall.EROFS || e == syscall.EBUSY:
 		return fmt.Errorf("rbd: acquire lock on %s: %w (%w)", b.spec, ErrLockBusy, err)
@@ -51,6 +59,7 @@ func (b *Backend) AcquireExclusiveLock(ctx context.Context) error {
 func (b *Backend) ReleaseExclusiveLock(ctx context.Context) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	b.holdLock.Store(false)
 	if !b.open || b.fenced.Load() {
 		return nil
 	}
@@ -151,6 +160,34 @@ func (b *Backend) IsLockOwner() (bool, error) {
 	return ok, nil
 }
 
+// LockLost returns a channel closed when the exclusive lock this backend
+// acquired is found gone (broken by another client, or this client
+// fenced), checked every SizeRefresh without any I/O. A later successful
+// AcquireExclusiveLock arms a new channel.
+func (b *Backend) LockLost() <-chan struct{} {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	return b.lockLost
+}
+
+// checkLock closes lockLost when a lock we mean to hold is gone.
+func (b *Backend) checkLock() {
+	if !b.holdLock.Load() {
+		return
+	}
+	if ok, err := b.IsLockOwner(); ok || err != nil {
+		return
+	}
+	b.holdLock.Store(false)
+	b.lostMu.Lock()
+	select {
+	case <-b.lockLost:
+	default:
+		close(b.lockLost)
+	}
+	b.lostMu.Unlock()
+}
+
 // Fenced reports whether this client was found blocklisted.
 func (b *Backend) Fenced() bool { return b.fenced.Load() }
 
@@ -162,6 +199,7 @@ func (b *Backend) Fenced() bool { return b.fenced.Load() }
 func (b *Backend) Reconnect(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.holdLock.Store(false)
 	b.closeImage()
 	old := b.rc
 	b.rc = nil

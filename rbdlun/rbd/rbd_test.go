@@ -46,9 +46,14 @@ func connect(tb testing.TB) *Cluster {
 // newImage creates a fresh image of size bytes, removed after the test.
 func newImage(tb testing.TB, cl *Cluster, size int64) (*Backend, ImageSpec) {
 	tb.Helper()
+	return newImageOpts(tb, cl, Options{CreateSize: size})
+}
+
+func newImageOpts(tb testing.TB, cl *Cluster, opts Options) (*Backend, ImageSpec) {
+	tb.Helper()
 	spec := ImageSpec{Pool: testPool, Image: fmt.Sprintf("rbdgw-test-%d-%08x", time.Now().UnixNano()%1e6, mrand.Uint32())}
 	ctx := context.Background()
-	b, err := cl.Open(ctx, spec, Options{CreateSize: size})
+	b, err := cl.Open(ctx, spec, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -430,5 +435,73 @@ func TestWriteCacheAndCancel(t *testing.T) {
 	cancel()
 	if err := b.WriteAt(cctx, data, 0, false); !errors.Is(err, context.Canceled) {
 		t.Fatalf("write with a cancelled context: %v", err)
+	}
+}
+
+// TestBlocklistScope: blocklisting fences a whole rados client. On the
+// shared connection another image of the same gateway is fenced too and
+// recovers with Reconnect; with PrivateConnection it is untouched. The lock
+// loser learns of the loss through LockLost without doing I/O.
+func TestBlocklistScope(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		t.Run(fmt.Sprintf("private=%v", private), func(t *testing.T) {
+			ctx := context.Background()
+			cl1 := connect(t)
+			b1, spec := newImageOpts(t, cl1, Options{CreateSize: 16 << 20, PrivateConnection: private, SizeRefresh: 50 * time.Millisecond})
+			b3, _ := newImage(t, cl1, 16<<20) // another LUN on the same gateway
+			if err := b1.AcquireExclusiveLock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := b3.WriteAt(ctx, random(4096), 0, false); err != nil {
+				t.Fatal(err)
+			}
+			lost := b1.LockLost()
+
+			cl2 := connect(t)
+			b2, err := cl2.Open(ctx, spec, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b2.Close()
+			owners, err := b2.LockOwners()
+			if err != nil || len(owners) != 1 {
+				t.Fatalf("owners %v %v", owners, err)
+			}
+			if err := b2.BreakLock(ctx, owners[0], true); err != nil {
+				t.Fatal(err)
+			}
+			if err := b2.AcquireExclusiveLock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-lost:
+			case <-time.After(5 * time.Second):
+				t.Fatal("LockLost not closed 5s after the takeover")
+			}
+			var nr *scsi.NotReadyError
+			err = b3.WriteAt(ctx, random(4096), 0, false)
+			if private {
+				if err != nil {
+					t.Fatalf("other image on its shared client: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &nr) || !errors.Is(err, ErrFenced) {
+				t.Fatalf("other image on the fenced shared client: %v, want fenced NotReady", err)
+			}
+			if err := b3.Reconnect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := b3.WriteAt(ctx, random(4096), 0, false); err != nil {
+				t.Fatalf("after reconnect: %v", err)
+			}
+			// b1 reconnects onto the shared client b3 already renewed.
+			if err := b1.Reconnect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if b1.rc != b3.rc {
+				t.Fatal("reconnected backends do not share the renewed client")
+			}
+		})
 	}
 }
