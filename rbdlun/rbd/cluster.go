@@ -111,6 +111,10 @@ func (c *Cluster) dial(cache bool) (*rados.Conn, error) {
 		// Unmapped ranges must read back as zeros (LBPRZ=1): without this,
 		// librbd silently skips discards smaller than its granularity.
 		{"rbd_skip_partial_discard", "false"},
+		// BreakLock blocklists the owner itself (and only when asked), then
+		// waits for the new osdmap; librbd's own blocklist-on-break would
+		// add a second mon round trip (about 1 s here) to every takeover.
+		{"rbd_blocklist_on_break_lock", "false"},
 	}
 	if c.cfg.Keyring != "" {
 		opts = append(opts, [2]string{"keyring", c.cfg.Keyring})

@@ -112,8 +112,9 @@ func (b *Backend) lockerAddr(owner string) (string, error) {
 // BreakLock takes the exclusive lock away from owner (one of LockOwners).
 // With blocklist the owner's rados client is first fenced by the mons for
 // BlocklistExpire, so none of its writes can land after this returns (its
-// next I/O fails with ESHUTDOWN). Note librbd's rbd_blocklist_on_break_lock
-// (default true) blocklists the owner even without blocklist.
+// next I/O fails with ESHUTDOWN). Without blocklist only the lock moves
+// (our connections turn librbd's rbd_blocklist_on_break_lock off): use it
+// only for an owner known to be gone or quiesced.
 func (b *Backend) BreakLock(ctx context.Context, owner string, blocklist bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -130,6 +131,11 @@ func (b *Backend) BreakLock(ctx context.Context, owner string, blocklist bool) e
 		}
 		if err := b.cluster.Blocklist(ctx, addr, BlocklistExpire); err != nil {
 			return err
+		}
+		// Our next ops then carry an osdmap epoch that includes the
+		// blocklist, so no OSD applies an op of the old owner after ours.
+		if err := b.rc.conn.WaitForLatestOSDMap(); err != nil {
+			return fmt.Errorf("rbd: break lock of %s: wait for osdmap: %w", b.spec, err)
 		}
 	}
 	if err := b.img.LockBreak(rbd.LockModeExclusive, owner); err != nil && errno(err) != syscall.ENOENT {
