@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -20,6 +21,8 @@ type daemon struct {
 	done chan struct{} // closed when the process has been reaped
 	err  error         // Wait's result, valid after done
 	log  string        // file holding stdout and stderr
+
+	stopRequested atomic.Bool // Stop was called: an exit is expected
 }
 
 var (
@@ -75,6 +78,7 @@ func (d *daemon) Exited() (bool, error) {
 // PID; its process group too, as it may have forked helpers). It returns
 // an error if SIGKILL was needed.
 func (d *daemon) Stop(grace time.Duration) error {
+	d.stopRequested.Store(true)
 	if exited, _ := d.Exited(); exited {
 		return nil
 	}

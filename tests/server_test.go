@@ -47,6 +47,8 @@ type server interface {
 	PID() int
 	// Exited reports whether the process died.
 	Exited() (bool, error)
+	// Stopped reports whether the test stopped the process on purpose.
+	Stopped() bool
 	// Restart stops (or reaps) the process and starts a fresh one on the
 	// same port and backing files.
 	Restart() error
@@ -85,7 +87,7 @@ func startServer(t testing.TB, kind string, spec serverSpec) server {
 		t.Fatalf("starting %s: %v", kind, err)
 	}
 	t.Cleanup(func() {
-		if exited, werr := s.Exited(); exited {
+		if exited, werr := s.Exited(); exited && !s.Stopped() {
 			t.Errorf("%s (pid %d) had exited before the end of the test: %v; log %s", kind, s.PID(), werr, s.LogPath())
 			dumpLog(t, s.LogPath())
 			return
@@ -221,6 +223,7 @@ func (s *rbdgwServer) PID() int              { return s.d.PID() }
 func (s *rbdgwServer) LogPath() string       { return s.log }
 func (s *rbdgwServer) Exited() (bool, error) { return s.d.Exited() }
 func (s *rbdgwServer) Stop() error           { return s.d.Stop(stopGrace) }
+func (s *rbdgwServer) Stopped() bool         { return s.d.stopRequested.Load() }
 func (s *rbdgwServer) Restart() error {
 	_ = s.d.Stop(2 * time.Second)
 	return s.start()
@@ -362,6 +365,7 @@ func (s *tgtdServer) LUN() int              { return 1 }
 func (s *tgtdServer) PID() int              { return s.d.PID() }
 func (s *tgtdServer) LogPath() string       { return s.log }
 func (s *tgtdServer) Exited() (bool, error) { return s.d.Exited() }
+func (s *tgtdServer) Stopped() bool         { return s.d.stopRequested.Load() }
 
 // Stop asks tgtd to shut down through its control socket (it ignores
 // SIGTERM while targets exist), then falls back to SIGKILL silently: tgtd
