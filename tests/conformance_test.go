@@ -261,8 +261,13 @@ func (s *supervisor) url(w int) string {
 func (s *supervisor) attempt(w int, name, suffix string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), s.perTest)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "iscsi-test-cu", "--dataloss", "-n",
-		"-i", initiator1, "-I", initiator2, "-t", name, s.url(w))
+	args := []string{"--dataloss", "--allow-sanitize", "-n", "-i", initiator1, "-I", initiator2, "-t", name, s.url(w)}
+	if strings.HasPrefix(name, "ALL.MultipathIO.") {
+		// A second path to the same LU: another session through the same
+		// portal, which is what the multipath tests need to run at all.
+		args = append(args, s.url(w))
+	}
+	cmd := exec.CommandContext(ctx, "iscsi-test-cu", args...)
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	timedOut := ctx.Err() != nil
