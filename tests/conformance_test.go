@@ -261,7 +261,7 @@ func (s *supervisor) url(w int) string {
 func (s *supervisor) attempt(w int, name, suffix string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), s.perTest)
 	defer cancel()
-	args := []string{"--dataloss", "--allow-sanitize", "-n", "-i", initiator1, "-I", initiator2, "-t", name, s.url(w)}
+	args := []string{"--dataloss", "--allow-sanitize", "-i", initiator1, "-I", initiator2, "-t", name, s.url(w)}
 	if strings.HasPrefix(name, "ALL.MultipathIO.") {
 		// A second path to the same LU: another session through the same
 		// portal, which is what the multipath tests need to run at all.
