@@ -11,6 +11,7 @@
 //	RBDGW_CONFORMANCE_FILTER=RE   run only the libiscsi tests matching RE
 //	RBDGW_CONFORMANCE_JOBS=N      tests run at once (default 2, at most 2 LUNs)
 //	RBDGW_CONFORMANCE_TIMEOUT=D   per-test timeout (default 60s)
+//	RBDGW_GO_TAGS=rbd,pacific     build tags for the rbdgw binary (make sets them)
 package tests
 
 import (
@@ -53,12 +54,15 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// buildRbdgw compiles ./cmd/rbdgw into out.
+// buildRbdgw compiles ./cmd/rbdgw into out, with the build tags the
+// Makefile passes in RBDGW_GO_TAGS (its librbd backend: "rbd,pacific").
 func buildRbdgw(out string) error {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/rbdgw")
-	cmd.Dir = root
+	args := []string{"build"}
+	if tags := os.Getenv("RBDGW_GO_TAGS"); tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.Command("go", append(args, "-o", out, "./cmd/rbdgw")...)
+	cmd.Dir = repoRoot()
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build ./cmd/rbdgw: %v\n%s", err, b)
