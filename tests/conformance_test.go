@@ -328,14 +328,22 @@ func classify(out string, runErr error) result {
 	return result{outPass, ""}
 }
 
-// firstFailure picks the first line that explains a CUnit failure.
+// firstFailure picks the line that best explains a CUnit failure: a
+// libiscsi "[FAILED]" message, else CUnit's "1. file.c:line - assertion".
 func firstFailure(out string) string {
+	var assertion string
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		l := strings.TrimSpace(sc.Text())
-		if strings.Contains(l, "[FAILED]") || strings.Contains(l, "FAILED") || strings.HasPrefix(l, "1. ") {
-			return l
+		if i := strings.Index(l, "[FAILED]"); i >= 0 {
+			return l[i:]
 		}
+		if assertion == "" && strings.HasPrefix(l, "1. ") {
+			assertion = l
+		}
+	}
+	if assertion != "" {
+		return assertion
 	}
 	return lastLines(out, 2)
 }

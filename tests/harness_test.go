@@ -29,6 +29,17 @@ func TestClassifyCUnitOutput(t *testing.T) {
 	}
 }
 
+func TestFirstFailure(t *testing.T) {
+	out := "Suite: X\n  Test: Y ...    [FAILED] READ10 failed\n    1. t.c:9  - CU_FAIL\n"
+	if got := firstFailure(out); got != "[FAILED] READ10 failed" {
+		t.Errorf("firstFailure = %q", got)
+	}
+	out = "  Test: Y ...FAILED\n    1. t.c:9  - CU_ASSERT_EQUAL(a,1)\n"
+	if got := firstFailure(out); got != "1. t.c:9  - CU_ASSERT_EQUAL(a,1)" {
+		t.Errorf("firstFailure = %q", got)
+	}
+}
+
 func TestCompareExpectations(t *testing.T) {
 	want := map[string]string{"A": outPass, "B": outFail, "C": outSkip, "D": outPass, "E": outFail}
 	got := map[string]string{"A": outPass, "B": outPass, "C": outFail, "D": outCrash, "E": outHang, "F": outPass}
