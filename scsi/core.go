@@ -101,6 +101,10 @@ func execRequestSense(r *request, c RequestSense) error {
 	var b []byte
 	if ok {
 		b = newCC(SenseUnitAttention, ua.asc, ua.ascq).Sense(c.Desc)
+	} else if cc := lu.sanitizeSense(); cc != nil {
+		// SBC-3 4.11.2: during a sanitize REQUEST SENSE returns NOT READY,
+		// SANITIZE IN PROGRESS with the progress indication.
+		b = cc.Sense(c.Desc)
 	} else {
 		b = noSense(c.Desc)
 	}

@@ -21,6 +21,7 @@ func registerExtras(t *opcodeTable) {
 	registerOrWrite(t)
 	registerWriteAtomic(t)
 	registerReadDefectData(t)
+	registerSanitize(t)
 }
 
 // extrasState is the per-LU state of the extras commands.
@@ -46,15 +47,19 @@ type extrasState struct {
 	// xcopy keeps the results of recent EXTENDED COPY commands for
 	// RECEIVE COPY RESULTS.
 	xcopy xcopyResults
+
+	// sanitize is the LU's SANITIZE operation (sanitize.go).
+	sanitize sanitizeState
 }
 
 // initExtras is called once by NewLogicalUnit, after lu.cfg is validated.
 func (lu *LogicalUnit) initExtras() error {
+	lu.initSanitize()
 	return lu.initPR()
 }
 
 // closeExtras is called by Close before the backend is closed.
-func (lu *LogicalUnit) closeExtras() {}
+func (lu *LogicalUnit) closeExtras() { lu.closeSanitize() }
 
 // reservationConflict reports whether r must end in RESERVATION CONFLICT
 // (SPC-4 5.13.1, table 66). It is called for every command whose entry

@@ -168,6 +168,10 @@ func vpdBlockLimits(r *request) []byte {
 func vpdBlockCharacteristics(r *request) []byte {
 	b := make([]byte, 0x3C)
 	put16(b[0:], 1)
+	// SBC-3 6.5.2: WABEREQ=01b: a read after SANITIZE BLOCK ERASE completes
+	// with GOOD status (the blocks read as zeros or as deallocated data);
+	// WACEREQ=00b: CRYPTO ERASE is not supported.
+	b[3] = 0x40
 	return vpdHeader(0xB1, b)
 }
 

@@ -368,6 +368,13 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 	if lerr != nil {
 		return lerr
 	}
+	if e.Flags&opNoUA == 0 {
+		// SBC-3 4.11: a running or failed sanitize operation owns the
+		// medium (INQUIRY, REPORT LUNS and REQUEST SENSE still run).
+		if err := lu.sanitizeGate(e); err != nil {
+			return err
+		}
+	}
 	if err := lu.aluaCheck(r); err != nil {
 		return err
 	}

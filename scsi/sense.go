@@ -40,6 +40,11 @@ type CheckCondition struct {
 	Info      uint64
 	// Deferred marks deferred sense (response code 71h/73h).
 	Deferred bool
+	// Progress, when ProgressValid, is the progress indication sense key
+	// specific field (SPC-4 4.5.2.4.4): the fraction done of a long
+	// operation, in 65536ths. It is used instead of a field pointer.
+	ProgressValid bool
+	Progress      uint16
 }
 
 func (c *CheckCondition) Error() string {
@@ -102,6 +107,11 @@ var (
 // (SPC-4 4.5.2.4.2).
 func (c *CheckCondition) sks() [3]byte {
 	var b [3]byte
+	if c.ProgressValid {
+		b[0] = 0x80 // SKSV
+		binary.BigEndian.PutUint16(b[1:], c.Progress)
+		return b
+	}
 	if !c.FieldValid {
 		return b
 	}
@@ -135,7 +145,7 @@ func (c *CheckCondition) Sense(desc bool) []byte {
 			binary.BigEndian.PutUint64(d[4:], c.Info)
 			b = append(b, d...)
 		}
-		if c.FieldValid {
+		if c.FieldValid || c.ProgressValid {
 			// Sense key specific sense data descriptor (SPC-4 4.5.2.3).
 			s := c.sks()
 			b = append(b, 0x02, 0x06, 0, 0, s[0], s[1], s[2], 0)
