@@ -23,6 +23,7 @@ type chap struct {
 type hostACL struct {
 	IQN  string
 	Auth *chap
+	LUNs []uint64 // LUN ids the host sees; empty: all (rbdgw only)
 }
 
 // targetDef describes one target with a single file-backed LUN.
@@ -31,6 +32,8 @@ type targetDef struct {
 	Size  int64 // LUN size in bytes
 	Auth  *chap
 	Hosts []hostACL // empty: any initiator
+	// ExtraLUNs adds LUNs 1..ExtraLUNs of the same size (rbdgw only).
+	ExtraLUNs int
 }
 
 // serverSpec is what a test wants served.
@@ -132,6 +135,7 @@ type cfgCHAP struct {
 type cfgHost struct {
 	IQN  string   `json:"iqn"`
 	Auth *cfgCHAP `json:"auth,omitempty"`
+	LUNs []uint64 `json:"luns,omitempty"`
 }
 type cfgLUN struct {
 	LUNID uint64 `json:"lun_id"`
@@ -184,8 +188,13 @@ func startRbdgw(dir string, spec serverSpec) (*rbdgwServer, error) {
 				Size:    fmt.Sprintf("%d", td.Size),
 			})
 			ct := cfgTarget{IQN: td.IQN, Auth: toCfgCHAP(td.Auth), LUNs: []cfgLUN{{LUNID: 0, Disk: disk}}}
+			for l := 1; l <= td.ExtraLUNs; l++ {
+				extra := fmt.Sprintf("disk%d-%d", i, l)
+				cfg.Disks = append(cfg.Disks, cfgDisk{Name: extra, Backend: "file:" + filepath.Join(dir, extra+".img"), Size: fmt.Sprintf("%d", td.Size)})
+				ct.LUNs = append(ct.LUNs, cfgLUN{LUNID: uint64(l), Disk: extra})
+			}
 			for _, h := range td.Hosts {
-				ct.Hosts = append(ct.Hosts, cfgHost{IQN: h.IQN, Auth: toCfgCHAP(h.Auth)})
+				ct.Hosts = append(ct.Hosts, cfgHost{IQN: h.IQN, Auth: toCfgCHAP(h.Auth), LUNs: h.LUNs})
 			}
 			cfg.Targets = append(cfg.Targets, ct)
 		}
