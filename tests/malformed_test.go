@@ -206,3 +206,78 @@ func checkAlive(t *testing.T, s server, url string) {
 		t.Fatalf("%s no longer answers iscsi-inq: %v\n%s", s.Kind(), err, out)
 	}
 }
+
+// TestRandomPDUs logs in properly, then sends PDUs with valid framing but
+// random opcodes, flags and fields (SCSI commands with random CDBs, Data-Out
+// for unknown tasks, TMFs, Text, SNACK, Logout), on many connections with
+// fixed seeds so a failure reproduces. The daemon must stay up and keep
+// serving.
+func TestRandomPDUs(t *testing.T) {
+	needTools(t, "iscsi-inq")
+	s := startServer(t, e2eTarget(), serverSpec{Targets: []targetDef{{IQN: badIQN, Size: lunSize}}})
+	url := lunURL(s, badIQN, nil)
+	lun := uint64(s.LUN()) << 48
+	opcodes := []byte{0x00, 0x01, 0x01, 0x01, 0x02, 0x04, 0x05, 0x05, 0x06, 0x10, 0x1c, 0x03}
+	for seed := uint64(1); seed <= 48; seed++ {
+		rnd := rand.New(rand.NewPCG(seed, 0x1f))
+		conn, err := net.DialTimeout("tcp", s.Portal(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("seed %d: dial: %v", seed, err)
+		}
+		drained := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, conn)
+			close(drained)
+		}()
+		login := loginReq(1, 3, true, 1, keys("InitiatorName="+initiator1, "TargetName="+badIQN, "SessionType=Normal", "HeaderDigest=None", "DataDigest=None"))
+		_, _ = conn.Write(login)
+		time.Sleep(20 * time.Millisecond)
+		cmdSN := uint32(0)
+		for i := 0; i < 60; i++ {
+			var b [48]byte
+			for j := range b {
+				b[j] = byte(rnd.Uint32())
+			}
+			b[0] = opcodes[rnd.IntN(len(opcodes))]
+			if rnd.IntN(4) == 0 {
+				b[0] |= 0x40 // immediate
+			}
+			b[4] = 0 // no AHS, mostly
+			if rnd.IntN(10) == 0 {
+				b[4] = byte(rnd.IntN(3))
+			}
+			if rnd.IntN(3) > 0 { // mostly our LUN and an in-window CmdSN
+				binary.BigEndian.PutUint64(b[8:], lun)
+				cmdSN++
+				binary.BigEndian.PutUint32(b[24:], cmdSN)
+			}
+			if b[0]&0x3f == 0x01 && rnd.IntN(2) == 0 {
+				// A plausible READ/WRITE CDB with random LBA and length.
+				b[32] = []byte{0x28, 0x2a, 0x88, 0x8a, 0x42, 0x41, 0x93, 0x35, 0x89, 0x12, 0x25, 0x9e}[rnd.IntN(12)]
+				binary.BigEndian.PutUint32(b[20:], uint32(rnd.IntN(1<<18)))
+			}
+			data := make([]byte, rnd.IntN(3)*rnd.IntN(2048))
+			for j := range data {
+				data[j] = byte(rnd.Uint32())
+			}
+			p := pdu(b, data, -1)
+			// AHS bytes, if announced, come after the BHS.
+			if n := int(b[4]) * 4; n > 0 {
+				p = append(p[:48:48], append(make([]byte, n), p[48:]...)...)
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := conn.Write(p); err != nil {
+				break // the target dropped the connection: fine
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		conn.Close()
+		<-drained
+		if exited, err := s.Exited(); exited {
+			t.Fatalf("seed %d: %s died: %v", seed, s.Kind(), err)
+		}
+		if out, err := inquiry(initiator2, url); err != nil {
+			t.Fatalf("seed %d: %s no longer answers iscsi-inq: %v\n%s", seed, s.Kind(), err, out)
+		}
+	}
+}
