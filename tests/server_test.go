@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,30 +180,7 @@ func startRbdgw(dir string, spec serverSpec) (*rbdgwServer, error) {
 			return nil, err
 		}
 		s.portal = fmt.Sprintf("127.0.0.1:%d", port)
-		cfg := cfgFile{Portals: []string{s.portal}, DataDir: s.dataDir, DiscoveryAuth: toCfgCHAP(spec.DiscoveryAuth)}
-		for i, td := range spec.Targets {
-			disk := fmt.Sprintf("disk%d", i)
-			cfg.Disks = append(cfg.Disks, cfgDisk{
-				Name:    disk,
-				Backend: "file:" + filepath.Join(dir, disk+".img"),
-				Size:    fmt.Sprintf("%d", td.Size),
-			})
-			ct := cfgTarget{IQN: td.IQN, Auth: toCfgCHAP(td.Auth), LUNs: []cfgLUN{{LUNID: 0, Disk: disk}}}
-			for l := 1; l <= td.ExtraLUNs; l++ {
-				extra := fmt.Sprintf("disk%d-%d", i, l)
-				cfg.Disks = append(cfg.Disks, cfgDisk{Name: extra, Backend: "file:" + filepath.Join(dir, extra+".img"), Size: fmt.Sprintf("%d", td.Size)})
-				ct.LUNs = append(ct.LUNs, cfgLUN{LUNID: uint64(l), Disk: extra})
-			}
-			for _, h := range td.Hosts {
-				ct.Hosts = append(ct.Hosts, cfgHost{IQN: h.IQN, Auth: toCfgCHAP(h.Auth), LUNs: h.LUNs})
-			}
-			cfg.Targets = append(cfg.Targets, ct)
-		}
-		b, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(s.cfgPath, b, 0o600); err != nil {
+		if err := s.writeConfig(spec); err != nil {
 			return nil, err
 		}
 		if lastErr = s.start(); lastErr == nil {
@@ -210,6 +188,42 @@ func startRbdgw(dir string, spec serverSpec) (*rbdgwServer, error) {
 		}
 	}
 	return nil, lastErr
+}
+
+// writeConfig writes spec as rbdgw's JSON configuration.
+func (s *rbdgwServer) writeConfig(spec serverSpec) error {
+	cfg := cfgFile{Portals: []string{s.portal}, DataDir: s.dataDir, DiscoveryAuth: toCfgCHAP(spec.DiscoveryAuth)}
+	for i, td := range spec.Targets {
+		disk := fmt.Sprintf("disk%d", i)
+		cfg.Disks = append(cfg.Disks, cfgDisk{
+			Name:    disk,
+			Backend: "file:" + filepath.Join(s.dir, disk+".img"),
+			Size:    fmt.Sprintf("%d", td.Size),
+		})
+		ct := cfgTarget{IQN: td.IQN, Auth: toCfgCHAP(td.Auth), LUNs: []cfgLUN{{LUNID: 0, Disk: disk}}}
+		for l := 1; l <= td.ExtraLUNs; l++ {
+			extra := fmt.Sprintf("disk%d-%d", i, l)
+			cfg.Disks = append(cfg.Disks, cfgDisk{Name: extra, Backend: "file:" + filepath.Join(s.dir, extra+".img"), Size: fmt.Sprintf("%d", td.Size)})
+			ct.LUNs = append(ct.LUNs, cfgLUN{LUNID: uint64(l), Disk: extra})
+		}
+		for _, h := range td.Hosts {
+			ct.Hosts = append(ct.Hosts, cfgHost{IQN: h.IQN, Auth: toCfgCHAP(h.Auth), LUNs: h.LUNs})
+		}
+		cfg.Targets = append(cfg.Targets, ct)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(s.cfgPath, b, 0o600)
+}
+
+// Reload rewrites the configuration and sends SIGHUP.
+func (s *rbdgwServer) Reload(spec serverSpec) error {
+	if err := s.writeConfig(spec); err != nil {
+		return err
+	}
+	return s.d.cmd.Process.Signal(syscall.SIGHUP)
 }
 
 func (s *rbdgwServer) start() error {
