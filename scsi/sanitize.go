@@ -125,6 +125,9 @@ type sanitizeState struct {
 	// EXIT FAILURE MODE when the failed one had AUSE set.
 	failed, failedAUSE bool
 	done               chan struct{}
+	// busy is running || failed, kept so the gate on every command reads
+	// one atomic instead of taking mu.
+	busy atomic.Bool
 
 	// progress is bytes done out of total, for the progress indication.
 	progress, total atomic.Int64
@@ -139,6 +142,9 @@ type sanitizeState struct {
 // for every command but INQUIRY, REPORT LUNS and REQUEST SENSE).
 func (lu *LogicalUnit) sanitizeGate(e *opEntry) error {
 	s := &lu.extras.sanitize
+	if !s.busy.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	running, failed := s.running, s.failed
 	s.mu.Unlock()
@@ -196,6 +202,7 @@ func execSanitize(r *request, c Sanitize) error {
 			return invalidCDB(1, 4)
 		}
 		s.failed = false
+		s.busy.Store(false)
 		return nil
 	}
 	var op func(ctx context.Context) error
@@ -220,6 +227,7 @@ func execSanitize(r *request, c Sanitize) error {
 		return lu.sanitizeInProgress()
 	}
 	s.running, s.failed = true, false
+	s.busy.Store(true)
 	done := make(chan struct{})
 	s.done = done
 	s.progress.Store(0)
@@ -241,6 +249,7 @@ func execSanitize(r *request, c Sanitize) error {
 		s.mu.Lock()
 		s.running = false
 		s.failed, s.failedAUSE = err != nil, c.AUSE
+		s.busy.Store(s.failed)
 		opErr = err
 		close(done)
 		s.mu.Unlock()
