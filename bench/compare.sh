@@ -69,7 +69,7 @@ free_port() {
 wait_port() {
 	local port=$1 pid=$2
 	for _ in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || { echo "bench: pid $pid exited; see $WORK/*.log"; tail -20 "$WORK"/*.log; exit 1; }
+		kill -0 "$pid" 2>/dev/null || { echo "bench: pid $pid exited; see $WORK/*.log"; tail -n 20 "$WORK"/*.log; exit 1; }
 		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
 		sleep 0.1
 	done
@@ -94,6 +94,8 @@ echo "bench: work dir $WORK, ${SIZE_MB} MiB LUNs, $REPS repetitions"
 [ "$ONLY" = rbdgw ] || prefill "$WORK/tgtd.img"
 
 start_rbdgw() {
+# A private copy: a concurrent `make build` must not swap the binary under us.
+cp "$RBDGW_BIN" "$WORK/rbdgw"
 PORT_R=$(free_port)
 cat >"$WORK/rbdgw.json" <<EOF
 {
@@ -104,7 +106,7 @@ cat >"$WORK/rbdgw.json" <<EOF
 }
 EOF
 mkdir -p "$WORK/rbdgw-data"
-"$RBDGW_BIN" serve --config "$WORK/rbdgw.json" --data-dir "$WORK/rbdgw-data" --portal "127.0.0.1:$PORT_R" >"$WORK/rbdgw.log" 2>&1 &
+"$WORK/rbdgw" serve --config "$WORK/rbdgw.json" --data-dir "$WORK/rbdgw-data" --portal "127.0.0.1:$PORT_R" >"$WORK/rbdgw.log" 2>&1 &
 PID_R=$!
 disown "$PID_R"
 PIDS+=("$PID_R")
