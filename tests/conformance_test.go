@@ -71,13 +71,16 @@ func TestConformance(t *testing.T) {
 	for i := 0; i < jobs; i++ {
 		spec.Targets = append(spec.Targets, targetDef{IQN: fmt.Sprintf("iqn.2026-01.io.rbdgw.test:conf%d", i), Size: conformanceLUNSize})
 	}
+	// The ReadOnly suite needs a write-protected LU; it gets its own target.
+	roTarget := len(spec.Targets)
+	spec.Targets = append(spec.Targets, targetDef{IQN: "iqn.2026-01.io.rbdgw.test:conf-ro", Size: conformanceLUNSize, ReadOnly: true})
 	srv := startServer(t, kind, spec)
 	logDir := filepath.Join(repoRoot(), "tests", "results", "conformance-"+kind)
 	_ = os.RemoveAll(logDir)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sup := &supervisor{t: t, srv: srv, spec: spec, perTest: perTest, logDir: logDir}
+	sup := &supervisor{t: t, srv: srv, spec: spec, perTest: perTest, logDir: logDir, roTarget: roTarget}
 
 	start := time.Now()
 	results := make(map[string]result, len(names))
@@ -206,6 +209,9 @@ type supervisor struct {
 	spec    serverSpec
 	perTest time.Duration
 	logDir  string
+	// roTarget is the index of the write-protected target that the
+	// ALL.ReadOnly tests use instead of their worker's.
+	roTarget int
 
 	mu             sync.RWMutex
 	gen            int // bumped on every restart
@@ -256,9 +262,19 @@ func (s *supervisor) url(w int) string {
 	return lunURL(s.srv, s.spec.Targets[w].IQN, nil)
 }
 
+// targetFor picks the target a test runs on: its worker's, or the
+// write-protected one for the ReadOnly suite.
+func (s *supervisor) targetFor(w int, name string) int {
+	if strings.HasPrefix(name, "ALL.ReadOnly.") {
+		return s.roTarget
+	}
+	return w
+}
+
 // attempt runs name once and classifies the outcome, probing the target
 // afterwards.
 func (s *supervisor) attempt(w int, name, suffix string) result {
+	w = s.targetFor(w, name)
 	ctx, cancel := context.WithTimeout(context.Background(), s.perTest)
 	defer cancel()
 	args := []string{"--dataloss", "--allow-sanitize", "-i", initiator1, "-I", initiator2, "-t", name, s.url(w)}

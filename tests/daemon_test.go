@@ -128,7 +128,7 @@ func waitPortal(d *daemon, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		if exited, err := d.Exited(); exited {
-			return fmt.Errorf("%s exited before its portal %s accepted (%v); log %s", d.name, addr, err, d.log)
+			return fmt.Errorf("%s exited before its portal %s accepted (%v); log %s:\n%s", d.name, addr, err, d.log, logTail(d.log, 2000))
 		}
 		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
 		if err == nil {
@@ -140,6 +140,18 @@ func waitPortal(d *daemon, addr string, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logTail returns the last n bytes of a log file.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 // errNotUp is wrapped by start failures worth retrying with a new port.

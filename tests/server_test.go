@@ -35,6 +35,8 @@ type targetDef struct {
 	Hosts []hostACL // empty: any initiator
 	// ExtraLUNs adds LUNs 1..ExtraLUNs of the same size (rbdgw only).
 	ExtraLUNs int
+	// ReadOnly write-protects the LUN (rbdgw read_only, tgtd readonly=1).
+	ReadOnly bool
 }
 
 // serverSpec is what a test wants served.
@@ -149,9 +151,10 @@ type cfgTarget struct {
 	LUNs  []cfgLUN  `json:"luns"`
 }
 type cfgDisk struct {
-	Name    string `json:"name"`
-	Backend string `json:"backend"`
-	Size    string `json:"size"`
+	Name     string `json:"name"`
+	Backend  string `json:"backend"`
+	Size     string `json:"size"`
+	ReadOnly bool   `json:"read_only,omitempty"`
 }
 type cfgFile struct {
 	Portals       []string    `json:"portals"`
@@ -195,10 +198,17 @@ func (s *rbdgwServer) writeConfig(spec serverSpec) error {
 	cfg := cfgFile{Portals: []string{s.portal}, DataDir: s.dataDir, DiscoveryAuth: toCfgCHAP(spec.DiscoveryAuth)}
 	for i, td := range spec.Targets {
 		disk := fmt.Sprintf("disk%d", i)
+		if td.ReadOnly {
+			// rbdgw creates missing images, but not read-only ones.
+			if err := makeImage(filepath.Join(s.dir, disk+".img"), td.Size); err != nil {
+				return err
+			}
+		}
 		cfg.Disks = append(cfg.Disks, cfgDisk{
-			Name:    disk,
-			Backend: "file:" + filepath.Join(s.dir, disk+".img"),
-			Size:    fmt.Sprintf("%d", td.Size),
+			Name:     disk,
+			Backend:  "file:" + filepath.Join(s.dir, disk+".img"),
+			Size:     fmt.Sprintf("%d", td.Size),
+			ReadOnly: td.ReadOnly,
 		})
 		ct := cfgTarget{IQN: td.IQN, Auth: toCfgCHAP(td.Auth), LUNs: []cfgLUN{{LUNID: 0, Disk: disk}}}
 		for l := 1; l <= td.ExtraLUNs; l++ {
@@ -216,6 +226,22 @@ func (s *rbdgwServer) writeConfig(spec serverSpec) error {
 		return err
 	}
 	return os.WriteFile(s.cfgPath, b, 0o600)
+}
+
+// makeImage creates a sparse image file of size bytes if none exists.
+func makeImage(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if os.IsExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Reload rewrites the configuration and sends SIGHUP.
@@ -343,6 +369,9 @@ func (s *tgtdServer) configure() error {
 		steps := [][]string{
 			{"--mode", "target", "--op", "new", "--tid", tid, "-T", td.IQN},
 			{"--mode", "logicalunit", "--op", "new", "--tid", tid, "--lun", "1", "-b", s.img(i)},
+		}
+		if td.ReadOnly {
+			steps = append(steps, []string{"--mode", "logicalunit", "--op", "update", "--tid", tid, "--lun", "1", "--params", "readonly=1"})
 		}
 		if len(td.Hosts) == 0 {
 			steps = append(steps, []string{"--mode", "target", "--op", "bind", "--tid", tid, "-I", "ALL"})
