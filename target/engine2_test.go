@@ -522,3 +522,66 @@ func TestAbortTaskRefCmdSNNotYetReceived(t *testing.T) {
 		t.Fatal("session broken")
 	}
 }
+
+// TestDataOutBadDataSN: a Data-Out with a DataSN out of order (RFC 7143 7.9,
+// an implied digest error) fails its command with CHECK CONDITION once the
+// sequence is complete, without writing; the connection stays usable (ERL 0,
+// RFC 7143 7.8.2 option b). libiscsi's iSCSIDataSnInvalid sends these.
+func TestDataOutBadDataSN(t *testing.T) {
+	env := startServer(t, func(op *Operational) { op.InitialR2T = false })
+	i := dial(t, env.addr)
+	i.login(loginOpts{keys: map[string]string{"ImmediateData": "No", "InitialR2T": "No"}})
+	if i.initR2T {
+		t.Fatalf("InitialR2T=No not negotiated: %v", i.keys)
+	}
+	old := pattern(2*512, 3)
+	if res := i.cmd(cdbWrite10(100, 2), uint32(len(old)), false, old, cmdOpts{}); res.status != 0 {
+		t.Fatalf("seed write: %+v", res)
+	}
+	bad := pattern(2*512, 4)
+	i.initR2T = true // the helper sends no unsolicited data: every case gets an R2T
+	cases := []struct {
+		name    string
+		blocks  int
+		dataSNs []uint32
+	}{
+		{"both zero", 2, []uint32{0, 0}},
+		{"27", 1, []uint32{27}},
+		{"minus one", 1, []uint32{0xffffffff}},
+		{"reversed", 2, []uint32{1, 0}},
+	}
+	for _, tc := range cases {
+		n := tc.blocks * 512
+		itt := i.startCmd(cdbWrite10(100, uint16(tc.blocks)), uint32(n), false, bad[:n], cmdOpts{noImmData: true})
+		r2t, ok := i.recv().(*R2T)
+		if !ok || r2t.ITT != itt || r2t.DesiredLength != uint32(n) {
+			t.Fatalf("%s: want R2T for %d bytes, got %+v", tc.name, n, r2t)
+		}
+		for k, sn := range tc.dataSNs {
+			i.send(&DataOut{Final: k == len(tc.dataSNs)-1, ITT: itt, TTT: r2t.TTT, ExpStatSN: i.expStatSN,
+				DataSN: sn, BufferOffset: uint32(k * 512), Data: bad[k*512 : (k+1)*512]})
+		}
+		resp, ok := i.recv().(*SCSIResp)
+		if !ok || resp.ITT != itt || resp.Status != 2 || len(resp.Data) < 2+14 {
+			t.Fatalf("%s: want CHECK CONDITION, got %+v", tc.name, resp)
+		}
+		if s := resp.Data[2:]; s[2]&0xf != 0x0b || s[12] != 0x47 || s[13] != 0x05 {
+			t.Fatalf("%s: sense % x, want ABORTED COMMAND 47/05", tc.name, s)
+		}
+	}
+	// Unsolicited data with a bad DataSN fails the same way.
+	i.initR2T = false
+	itt := i.itt
+	i.itt++
+	i.send(&SCSICmd{Final: false, Write: true, Attr: 1, ITT: itt, EDTL: 1024, CmdSN: i.cmdSN, ExpStatSN: i.expStatSN, CDB: cdbWrite10(100, 2)})
+	i.cmdSN++
+	i.send(&DataOut{ITT: itt, TTT: reservedTag, DataSN: 5, BufferOffset: 0, Data: bad[:512]})
+	i.send(&DataOut{Final: true, ITT: itt, TTT: reservedTag, DataSN: 6, BufferOffset: 512, Data: bad[512:1024]})
+	if resp, ok := i.recv().(*SCSIResp); !ok || resp.ITT != itt || resp.Status != 2 {
+		t.Fatalf("unsolicited: want CHECK CONDITION, got %+v", resp)
+	}
+	rd := i.cmd(cdbRead10(100, 2), 1024, true, nil, cmdOpts{})
+	if rd.status != 0 || !bytes.Equal(rd.data, old) {
+		t.Fatalf("data changed by failed writes (status %d)", rd.status)
+	}
+}

@@ -36,6 +36,11 @@ type task struct {
 	r2ts          []r2tState // outstanding R2Ts
 	lastData      time.Time
 
+	// dataErr is set when a Data-Out of this task broke DataSN order: the
+	// task collects the rest of its data, is never executed, and ends
+	// with CHECK CONDITION (RFC 7143 7.8.2 option b).
+	dataErr bool
+
 	delivered bool // passed CmdSN ordering
 	counted   bool // counted in conn.inflight
 	running   bool
@@ -193,6 +198,15 @@ func (c *conn) advanceWrite(t *task) error {
 	if !t.delivered || t.running || t.aborted {
 		return nil
 	}
+	if t.dataErr {
+		// RFC 7143 7.8.2 b): the target "MUST wait to receive all the data
+		// (signaled by a Data PDU with the final bit set for all
+		// outstanding R2Ts) before sending the SCSI Response PDU".
+		if len(t.r2ts) == 0 && !t.unsolExpected {
+			c.failTask(t, protocolCRCSense())
+		}
+		return nil
+	}
 	if !t.write || t.received >= t.edtl {
 		c.execute(t)
 		return nil
@@ -236,11 +250,29 @@ func (c *conn) handleDataOut(p *DataOut) error {
 			countError("dataout_unsolicited_not_allowed")
 			return &ConnError{Reason: "unsolicited Data-Out not expected"}
 		}
+		if t.dataErr {
+			// The task already failed: drop the data, watch for the end
+			// of the unsolicited sequence.
+			if p.Final || p.BufferOffset+n >= t.unsolLimit {
+				t.unsolExpected = false
+			}
+			return c.advanceWrite(t)
+		}
 		// RFC 7143 11.7.5: "For output (write) data PDUs, the DataSN is the
 		// Data-Out PDU number within the current output sequence", from 0.
+		// RFC 7143 7.9: "When a target receives a data PDU with an
+		// out-of-order DataSN, it means that the target must have hit a
+		// header or payload digest error on at least one of the earlier
+		// data PDUs. The target MUST address these implied digest errors
+		// as described in Section 7.8.2" - at ERL 0, by terminating the
+		// task with CHECK CONDITION once its data is in.
 		if p.DataSN != t.unsolDataSN {
 			countError("dataout_bad_datasn")
-			return &ConnError{Reason: fmt.Sprintf("unsolicited DataSN %d, want %d", p.DataSN, t.unsolDataSN)}
+			t.dataErr = true
+			if p.Final || p.BufferOffset+n >= t.unsolLimit {
+				t.unsolExpected = false
+			}
+			return c.advanceWrite(t)
 		}
 		// RFC 7143 13.19 DataPDUInOrder=Yes: offsets increase with no gaps.
 		if p.BufferOffset != t.received {
@@ -271,9 +303,20 @@ func (c *conn) handleDataOut(p *DataOut) error {
 		return &ConnError{Reason: fmt.Sprintf("Data-Out with unknown TTT %#x", p.TTT)}
 	}
 	r := &t.r2ts[i]
-	if p.DataSN != r.dataSN {
+	if !t.dataErr && p.DataSN != r.dataSN {
+		// RFC 7143 7.9 (see above): an out-of-order DataSN is an implied
+		// digest error; 7.8.2 b) lets an ERL 0 target end the task with
+		// CHECK CONDITION after all data of the outstanding R2Ts is in.
 		countError("dataout_bad_datasn")
-		return &ConnError{Reason: fmt.Sprintf("DataSN %d, want %d", p.DataSN, r.dataSN)}
+		t.dataErr = true
+	}
+	if t.dataErr {
+		// Drop the data; the sequence ends with the F bit or its last byte.
+		r.received += n
+		if p.Final || r.received >= r.length {
+			t.r2ts = append(t.r2ts[:i], t.r2ts[i+1:]...)
+		}
+		return c.advanceWrite(t)
 	}
 	if p.BufferOffset != r.offset+r.received {
 		countError("dataout_bad_offset")
@@ -362,6 +405,30 @@ func (c *conn) taskDone(t *task) {
 		}
 		return
 	}
+	c.respond(t)
+}
+
+// failTask ends a task that was never executed with CHECK CONDITION and
+// the given sense data.
+func (c *conn) failTask(t *task, sense []byte) {
+	t.resp = scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}
+	c.respond(t)
+}
+
+// protocolCRCSense is ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR: RFC 7143
+// 11.4.7.2 names it for a task ended by a (possibly implied) digest error.
+func protocolCRCSense() []byte {
+	s := make([]byte, 18)
+	s[0] = 0x70
+	s[2] = 0x0b // ABORTED COMMAND
+	s[7] = 10
+	s[12], s[13] = 0x47, 0x05
+	return s
+}
+
+// respond retires a task that is not running and sends its Data-In and
+// SCSI Response built from t.resp.
+func (c *conn) respond(t *task) {
 	c.releaseTask(t) // keeps inBuf: it travels with the Data-In below
 	resp := t.resp
 	edtl := t.edtl
