@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 // Named caps on every queue (house rule 5). Exceeding one is a ConnError.
 const (
 	maxQueuedWrites    = 8192     // PDUs waiting for the writer
+	maxReadAhead       = 16       // PDUs the reader may frame ahead of the loop in full feature phase
+	readBufSize        = 64 << 10 // the reader's buffer: one read syscall frames many small PDUs
 	maxQueuedCtrl      = 8        // control messages from the Server
 	maxImmediateTasks  = 64       // immediate commands in flight
 	maxLoginText       = 64 << 10 // joined login/text request bytes
@@ -56,9 +59,10 @@ type conn struct {
 	pool *bufPool
 
 	// Channels into the serve loop, each commented with its sender.
-	readCh    chan readResult // written by readLoop
-	readMore  chan struct{}   // written by the serve loop, read by readLoop: the gate
+	readCh    chan readResult // written by readLoop; cap maxReadAhead
+	readMore  chan struct{}   // written by the serve loop, read by readLoop: the gate (credits, cap maxReadAhead)
 	doneCh    chan *task      // written by runTask workers
+	workCh    chan *task      // written by the serve loop, read by workers; closed in teardown
 	tmfDoneCh chan *tmfWait   // written by tmf router goroutines
 	ctrlCh    chan ctrlMsg    // written by Server methods
 	loopDone  chan struct{}   // closed by the serve loop when it returns
@@ -87,6 +91,8 @@ type conn struct {
 	depth        uint32
 	inflight     uint32 // delivered non-immediate tasks not yet retired
 	immediate    int
+	busy         int // tasks handed to workers and not yet back on doneCh
+	spawned      int // worker goroutines started
 	tasks        map[uint32]*task  // by ITT
 	pending      map[uint32]queued // CmdSN reorder queue, in window, > ExpCmdSN
 	nextTTT      uint32
@@ -105,8 +111,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 		nc:        nc,
 		log:       s.log.With("remote", nc.RemoteAddr().String()),
 		pool:      s.pool,
-		readCh:    make(chan readResult),
-		readMore:  make(chan struct{}, 1),
+		readCh:    make(chan readResult, maxReadAhead),
+		readMore:  make(chan struct{}, maxReadAhead),
 		tmfDoneCh: make(chan *tmfWait, 4),
 		ctrlCh:    make(chan ctrlMsg, maxQueuedCtrl),
 		loopDone:  make(chan struct{}),
@@ -119,7 +125,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	// Enough room that a worker never blocks: at most depth + immediate
 	// tasks exist, and depth is capped below.
 	c.doneCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
-	c.pr = pduReader{r: nc, maxData: loginMaxSegment, pool: s.pool}
+	c.workCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
+	c.pr = pduReader{r: bufio.NewReaderSize(nc, readBufSize), maxData: loginMaxSegment, pool: s.pool}
 	return c
 }
 
@@ -176,6 +183,7 @@ func (c *conn) serve() {
 			t.cancel()
 		}
 	}
+	close(c.workCh) // the loop is gone: nothing sends any more
 	c.workers.Wait()
 	for _, t := range c.tasks {
 		t.running = false
@@ -187,10 +195,13 @@ func (c *conn) serve() {
 	}
 }
 
-// readLoop is the only goroutine reading the socket. After each PDU it waits
-// on the readMore gate, so the serve loop can change framing (digests,
-// MaxRecvDataSegmentLength) between PDUs and the PDU's data buffer can be
-// reused.
+// readLoop is the only goroutine reading the socket. After each PDU it takes
+// a credit from the readMore gate. During login the loop hands back one
+// credit per PDU it has dispatched, so the reader waits while the loop
+// changes framing (digests, MaxRecvDataSegmentLength) between PDUs. Framing
+// never changes in full feature phase, so on entering it the loop grants
+// maxReadAhead-1 more credits: the reader then frames up to maxReadAhead
+// PDUs ahead (each in its own pooled buffer) while the loop works.
 func (c *conn) readLoop() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -246,10 +257,20 @@ func (c *conn) loop() (err error) {
 				return rr.err
 			}
 			c.lastRecv = time.Now()
-			if err := c.dispatch(rr.raw); err != nil {
+			wasFull := c.full
+			err := c.dispatch(rr.raw)
+			// Handlers copy what they keep (task buffers, queued
+			// requests, login text), so the PDU's buffer goes back now.
+			c.pool.put(rr.raw.buf)
+			if err != nil {
 				return err
 			}
 			c.readMore <- struct{}{}
+			if c.full && !wasFull {
+				for range maxReadAhead - 1 {
+					c.readMore <- struct{}{}
+				}
+			}
 		case t := <-c.doneCh:
 			c.taskDone(t)
 		case w := <-c.tmfDoneCh:

@@ -114,7 +114,7 @@ type testEnv struct {
 	tgt    *Target
 }
 
-func startServer(t *testing.T, mod func(*Operational)) *testEnv {
+func startServer(t testing.TB, mod func(*Operational)) *testEnv {
 	t.Helper()
 	r := newMemRouter(2048)
 	op := DefaultOperational()

@@ -49,6 +49,7 @@ type task struct {
 	waiters   []*tmfWait
 
 	cmd    scsi.Command
+	router scsi.Router
 	ctx    context.Context
 	cancel context.CancelFunc
 	resp   scsi.Response // written by the worker
@@ -362,16 +363,35 @@ func (c *conn) execute(t *task) {
 		t.cmd.DataIn = t.inBuf.b
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	c.workers.Add(1)
+	t.router = c.sess.router
 	c.inflightGauge.Add(1)
-	go c.runTask(t, c.sess.router)
+	c.busy++
+	if c.busy > c.spawned {
+		// Workers stay for the connection's life, so a burst pays for
+		// goroutine creation and stack growth once. Every task is bounded
+		// by the CmdSN window (plus maxImmediateTasks), and so are they.
+		c.spawned++
+		c.workers.Add(1)
+		go c.worker()
+	}
+	c.workCh <- t
 }
 
-// runTask is the worker: it runs the command and hands the task back. A
-// panic in the device server becomes a CHECK CONDITION for this command
-// only (house rule: no input takes the daemon down).
-func (c *conn) runTask(t *task, r scsi.Router) {
+// worker runs tasks from workCh until the connection closes it. The serve
+// loop keeps at least as many workers as tasks executing, so a send on
+// workCh always finds one.
+func (c *conn) worker() {
 	defer c.workers.Done()
+	for t := range c.workCh {
+		c.runTask(t)
+	}
+}
+
+// runTask runs one command and hands the task back. A panic in the device
+// server becomes a CHECK CONDITION for this command only (house rule: no
+// input takes the daemon down).
+func (c *conn) runTask(t *task) {
+	r := t.router
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("scsi command panic", "panic", p, "cdb0", t.cmd.CDB[0])
@@ -395,6 +415,7 @@ func internalFailureSense() []byte {
 // taskDone builds the Data-In and SCSI Response PDUs of a finished task.
 func (c *conn) taskDone(t *task) {
 	c.inflightGauge.Add(-1)
+	c.busy--
 	t.running = false
 	t.cancel()
 	if t.aborted {
