@@ -91,8 +91,8 @@ type conn struct {
 	depth        uint32
 	inflight     uint32 // delivered non-immediate tasks not yet retired
 	immediate    int
-	busy         int // tasks handed to workers and not yet back on doneCh
-	spawned      int // worker goroutines started
+	busy         int               // tasks handed to workers and not yet back on doneCh
+	spawned      int               // worker goroutines started
 	tasks        map[uint32]*task  // by ITT
 	pending      map[uint32]queued // CmdSN reorder queue, in window, > ExpCmdSN
 	nextTTT      uint32
