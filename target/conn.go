@@ -179,9 +179,7 @@ func (c *conn) serve() {
 	//    no buffer is in use.
 	for _, t := range c.tasks {
 		t.aborted = true
-		if t.cancel != nil {
-			t.cancel()
-		}
+		t.ctx.cancel()
 	}
 	close(c.workCh) // the loop is gone: nothing sends any more
 	c.workers.Wait()
@@ -330,6 +328,9 @@ func (c *conn) dispatch(raw rawPDU) error {
 		err = c.handleLoginPhase(raw)
 	} else {
 		err = c.handleFull(raw)
+	}
+	if err == nil {
+		return nil // without errors.As, whose target would escape per PDU
 	}
 	var te *TaskError
 	if errors.As(err, &te) {

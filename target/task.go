@@ -3,6 +3,7 @@ package target
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rbdgw/rbdgw/scsi"
@@ -50,9 +51,58 @@ type task struct {
 
 	cmd    scsi.Command
 	router scsi.Router
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx    taskCtx       // the command's context; cancelled by an abort
 	resp   scsi.Response // written by the worker
+
+	// The response PDUs live in the task so a command allocates nothing
+	// for them; the writer holds the task until they are on the wire.
+	respPDU SCSIResp
+	seq     dataInSeq
+}
+
+// taskCtx is a task's context.Context, embedded in the task so a command
+// costs no context allocations. Its Done channel is made only when someone
+// asks for it. It carries no values and no deadline.
+type taskCtx struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+}
+
+var _ context.Context = (*taskCtx)(nil)
+
+func (x *taskCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x *taskCtx) Value(any) any                { return nil }
+
+func (x *taskCtx) Done() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if x.err != nil {
+			close(x.done)
+		}
+	}
+	return x.done
+}
+
+func (x *taskCtx) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+// cancel is idempotent, like a context.CancelFunc.
+func (x *taskCtx) cancel() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err != nil {
+		return
+	}
+	x.err = context.Canceled
+	if x.done != nil {
+		close(x.done)
+	}
 }
 
 type r2tState struct {
@@ -362,7 +412,6 @@ func (c *conn) execute(t *task) {
 	if t.inBuf != nil {
 		t.cmd.DataIn = t.inBuf.b
 	}
-	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.router = c.sess.router
 	c.inflightGauge.Add(1)
 	c.busy++
@@ -400,7 +449,7 @@ func (c *conn) runTask(t *task) {
 		}
 		c.doneCh <- t
 	}()
-	t.resp = r.Execute(t.ctx, &t.cmd)
+	t.resp = r.Execute(&t.ctx, &t.cmd)
 }
 
 func internalFailureSense() []byte {
@@ -417,7 +466,7 @@ func (c *conn) taskDone(t *task) {
 	c.inflightGauge.Add(-1)
 	c.busy--
 	t.running = false
-	t.cancel()
+	t.ctx.cancel()
 	if t.aborted {
 		// RFC 7143 11.5.1: an aborted task's response is never sent.
 		c.releaseTask(t)
@@ -472,7 +521,8 @@ func (c *conn) respond(t *task) {
 		}
 		if n > 0 {
 			maxBurst := int(c.params.MaxBurstLength)
-			seq := &dataInSeq{itt: t.itt, lun: t.lun, data: t.inBuf.b[:n], maxSeg: c.maxSend,
+			seq := &t.seq
+			*seq = dataInSeq{itt: t.itt, lun: t.lun, data: t.inBuf.b[:n], maxSeg: c.maxSend,
 				maxBurst: maxBurst, expCmdSN: c.expCmdSN, maxCmdSN: c.maxCmdSN}
 			dataSNs = dataInCount(n, c.maxSend, maxBurst)
 			// RFC 7143 11.7.2 S bit: status may ride on the last Data-In
@@ -493,7 +543,8 @@ func (c *conn) respond(t *task) {
 	if t.write {
 		dataSNs = t.r2tSN
 	}
-	r := &SCSIResp{Status: resp.Status, ITT: t.itt, StatSN: c.takeStatSN(), ExpCmdSN: c.expCmdSN,
+	r := &t.respPDU
+	*r = SCSIResp{Status: resp.Status, ITT: t.itt, StatSN: c.takeStatSN(), ExpCmdSN: c.expCmdSN,
 		MaxCmdSN: c.maxCmdSN, ExpDataSN: dataSNs, Overflow: over, Underflow: under, Residual: resid}
 	var buf *pbuf
 	if len(resp.Sense) > 0 {

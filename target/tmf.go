@@ -97,7 +97,7 @@ func (c *conn) abortTask(t *task, w *tmfWait) {
 	t.aborted = true
 	delete(c.tasks, t.itt)
 	if t.running {
-		t.cancel()
+		t.ctx.cancel()
 		t.waiters = append(t.waiters, w)
 		w.remaining++
 		return
