@@ -72,7 +72,7 @@ type taskCtx struct {
 var _ context.Context = (*taskCtx)(nil)
 
 func (x *taskCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (x *taskCtx) Value(any) any                { return nil }
+func (x *taskCtx) Value(any) any               { return nil }
 
 func (x *taskCtx) Done() <-chan struct{} {
 	x.mu.Lock()
