@@ -48,9 +48,69 @@ type FileBackend struct {
 	noZeroRange atomic.Bool
 	noPunch     atomic.Bool
 
+	// Group commit: concurrent syncs share fdatasync calls.
+	syncs syncGroup
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// syncGroup lets concurrent callers share fdatasync calls (group commit).
+// A caller needs a sync that starts after it arrived (its write is
+// complete by then), so it waits for the next call to start, not for one
+// already running; whoever finds no call running starts one for everybody
+// waiting. At QD32 a burst of FUA writes costs about two fdatasyncs
+// instead of 32, with the same guarantee.
+type syncGroup struct {
+	mu      sync.Mutex
+	cond    sync.Cond // on mu; broadcast when a call ends
+	running bool
+	started uint64 // calls started; the running one is number started
+	done    uint64 // highest call finished
+	errGen  uint64 // highest call that failed, and its error
+	err     error
+	// fdatasync is unix.Fdatasync; tests replace it.
+	fdatasync func(fd int) error
+}
+
+// wait returns once an fdatasync of fd that started after the call has
+// finished, with that call's error (or a later one's).
+func (g *syncGroup) wait(fd int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond.L == nil {
+		g.cond.L = &g.mu
+	}
+	// A running call may have started before our write completed: we need
+	// the one after it.
+	want := g.started + 1
+	for g.done < want {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		gen := g.started
+		g.mu.Unlock()
+		fdatasync := g.fdatasync
+		if fdatasync == nil {
+			fdatasync = unix.Fdatasync
+		}
+		err := ignoreEINTR(func() error { return fdatasync(fd) })
+		g.mu.Lock()
+		g.running = false
+		g.done = gen
+		if err != nil {
+			g.errGen, g.err = gen, err
+		}
+		g.cond.Broadcast()
+	}
+	if g.errGen >= want {
+		return g.err
+	}
+	return nil
 }
 
 var (
@@ -196,6 +256,8 @@ func (b *FileBackend) ReadAt(ctx context.Context, p []byte, off int64) error {
 // pwritev2(RWF_DSYNC) was tried for FUA and measured slower on ext4 at
 // QD32 (about 11K vs 19K writes/s, BenchmarkFUAWrite): concurrent
 // fdatasync calls share one journal commit, per-write DSYNC does not.
+// Group commit (syncGroup) goes further: concurrent FUA writes share the
+// fdatasync call itself.
 func (b *FileBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	if b.readOnly {
 		return ErrReadOnly
@@ -224,8 +286,10 @@ func (b *FileBackend) Flush(ctx context.Context) error {
 	return b.sync()
 }
 
+// sync makes every write completed before the call durable. Concurrent
+// callers share fdatasync calls (syncGroup).
 func (b *FileBackend) sync() error {
-	if err := ignoreEINTR(func() error { return unix.Fdatasync(b.fd) }); err != nil {
+	if err := b.syncs.wait(b.fd); err != nil {
 		return fmt.Errorf("rbdlun: fdatasync %s: %w", b.path, err)
 	}
 	return nil
