@@ -256,9 +256,10 @@ func (c *conn) loop() (err error) {
 			}
 			c.lastRecv = time.Now()
 			wasFull := c.full
-			err := c.dispatch(rr.raw)
-			// Handlers copy what they keep (task buffers, queued
-			// requests, login text), so the PDU's buffer goes back now.
+			err := c.dispatch(&rr.raw)
+			// Handlers copy what they keep (queued requests, login
+			// text) or take the buffer (immediate data becomes the
+			// task's write buffer), so what is left goes back now.
 			c.pool.put(rr.raw.buf)
 			if err != nil {
 				return err
@@ -314,7 +315,7 @@ func (c *conn) startTicker() <-chan time.Time {
 
 // dispatch handles one PDU and maps typed errors to their scope
 // (house rule 3).
-func (c *conn) dispatch(raw rawPDU) error {
+func (c *conn) dispatch(raw *rawPDU) error {
 	var err error
 	if raw.err != nil {
 		var pe *ParseError
@@ -325,7 +326,7 @@ func (c *conn) dispatch(raw rawPDU) error {
 			err = &ConnError{Reason: "parse", Err: raw.err}
 		}
 	} else if !c.full {
-		err = c.handleLoginPhase(raw)
+		err = c.handleLoginPhase(*raw)
 	} else {
 		err = c.handleFull(raw)
 	}
@@ -356,14 +357,14 @@ func (c *conn) handleLoginPhase(raw rawPDU) error {
 	return c.handleLogin(p)
 }
 
-func (c *conn) handleFull(raw rawPDU) error {
+func (c *conn) handleFull(raw *rawPDU) error {
 	discovery := c.params.SessionType == SessionDiscovery
 	switch p := raw.pdu.(type) {
 	case *SCSICmd:
 		if discovery {
 			return c.discoveryReject(p.ITT)
 		}
-		return c.handleSCSICmd(p, &raw.bhs)
+		return c.handleSCSICmd(p, raw)
 	case *DataOut:
 		if discovery {
 			return c.discoveryReject(p.ITT)

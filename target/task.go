@@ -116,7 +116,7 @@ func (t *task) cdbBytes() []byte {
 	return t.cdb[:t.cdbLen]
 }
 
-func (c *conn) handleSCSICmd(p *SCSICmd, bhs *[bhsLen]byte) error {
+func (c *conn) handleSCSICmd(p *SCSICmd, raw *rawPDU) error {
 	if !c.admit(p.Immediate, p.CmdSN) {
 		return nil
 	}
@@ -186,10 +186,16 @@ func (c *conn) handleSCSICmd(p *SCSICmd, bhs *[bhsLen]byte) error {
 		}
 	}
 	if t.write {
-		if edtl > 0 {
+		switch {
+		case len(p.Data) > 0 && uint32(len(p.Data)) == edtl && raw.buf != nil:
+			// All the data came as immediate data: the reader's buffer
+			// becomes the write buffer, no copy.
+			t.outBuf, raw.buf = raw.buf, nil
+			t.outBuf.b = t.outBuf.b[:edtl]
+		case edtl > 0:
 			t.outBuf = c.pool.get(int(edtl))
+			copy(t.outBuf.b, p.Data)
 		}
-		copy(t.outBuf.bytes(), p.Data)
 		t.received = uint32(len(p.Data))
 		t.unsolLimit = min(c.params.FirstBurstLength, edtl)
 		// RFC 7143 11.3.1 F bit: "when set to 1 it indicates that no
