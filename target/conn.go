@@ -251,27 +251,21 @@ func (c *conn) loop() (err error) {
 		}
 		select {
 		case rr := <-c.readCh:
-			if rr.err != nil {
-				return rr.err
-			}
-			c.lastRecv = time.Now()
-			wasFull := c.full
-			err := c.dispatch(&rr.raw)
-			// Handlers copy what they keep (queued requests, login
-			// text) or take the buffer (immediate data becomes the
-			// task's write buffer), so what is left goes back now.
-			c.pool.put(rr.raw.buf)
-			if err != nil {
+			if err := c.received(rr); err != nil {
 				return err
 			}
-			c.readMore <- struct{}{}
-			if c.full && !wasFull {
-				for range maxReadAhead - 1 {
-					c.readMore <- struct{}{}
+			// Take what else the reader has framed before the writer is
+			// woken, so responses leave in fewer writes.
+			for n := len(c.readCh); n > 0; n-- {
+				if err := c.received(<-c.readCh); err != nil {
+					return err
 				}
 			}
 		case t := <-c.doneCh:
 			c.taskDone(t)
+			for n := len(c.doneCh); n > 0; n-- {
+				c.taskDone(<-c.doneCh)
+			}
 		case w := <-c.tmfDoneCh:
 			if err := c.tmfFinished(w); err != nil {
 				return err
@@ -292,11 +286,36 @@ func (c *conn) loop() (err error) {
 		case <-c.wq.dead:
 			return &ConnError{Reason: "write failed"}
 		}
-		if c.wq.overflowed() {
+		// One wake-up of the writer for everything this round queued.
+		if c.wq.kick() {
 			countError("write_queue_full")
 			return &ConnError{Reason: "write queue overflow: initiator is not reading"}
 		}
 	}
+}
+
+// received dispatches one PDU from the reader and hands it a credit back.
+func (c *conn) received(rr readResult) error {
+	if rr.err != nil {
+		return rr.err
+	}
+	c.lastRecv = time.Now()
+	wasFull := c.full
+	err := c.dispatch(&rr.raw)
+	// Handlers copy what they keep (queued requests, login text) or take
+	// the buffer (immediate data becomes the task's write buffer), so
+	// what is left goes back now.
+	c.pool.put(rr.raw.buf)
+	if err != nil {
+		return err
+	}
+	c.readMore <- struct{}{}
+	if c.full && !wasFull {
+		for range maxReadAhead - 1 {
+			c.readMore <- struct{}{}
+		}
+	}
+	return nil
 }
 
 func (c *conn) startTicker() <-chan time.Time {

@@ -48,7 +48,9 @@ func dataInCount(n, maxSeg, maxBurst int) uint32 {
 
 // writeQueue carries items from the serve loop to the writer. The serve
 // loop never blocks on it: it appends under the mutex and a full queue is a
-// ConnError (maxQueuedWrites).
+// ConnError (maxQueuedWrites). push does not wake the writer; the loop
+// calls kick once per round, so responses finished together share a
+// writev.
 type writeQueue struct {
 	mu       sync.Mutex
 	items    []outItem
@@ -69,16 +71,20 @@ func (q *writeQueue) push(it outItem) {
 	}
 	q.items = append(q.items, it)
 	q.mu.Unlock()
-	select {
-	case q.signal <- struct{}{}:
-	default:
-	}
 }
 
-func (q *writeQueue) overflowed() bool {
+// kick wakes the writer if anything is queued and reports an overflow.
+func (q *writeQueue) kick() (overflow bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.overflow
+	queued, overflow := len(q.items) > 0, q.overflow
+	q.mu.Unlock()
+	if queued {
+		select {
+		case q.signal <- struct{}{}:
+		default:
+		}
+	}
+	return overflow
 }
 
 func (q *writeQueue) close() {
