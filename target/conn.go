@@ -126,7 +126,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	// tasks exist, and depth is capped below.
 	c.doneCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
 	c.workCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
-	c.pr = pduReader{r: bufio.NewReaderSize(nc, readBufSize), maxData: loginMaxSegment, pool: s.pool}
+	c.pr = pduReader{r: bufio.NewReaderSize(nc, readBufSize), maxData: loginMaxSegment, pool: s.pool, reuse: true}
 	return c
 }
 

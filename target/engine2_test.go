@@ -585,3 +585,61 @@ func TestDataOutBadDataSN(t *testing.T) {
 		t.Fatalf("data changed by failed writes (status %d)", rd.status)
 	}
 }
+
+// TestPipelinedCommandsKeepTheirCDBs: the reader frames SCSI Commands and
+// Data-Outs into reused structs (pduReader.reuse). With many more commands
+// pipelined than the ring holds, each must still execute with its own CDB
+// and data.
+func TestPipelinedCommandsKeepTheirCDBs(t *testing.T) {
+	env := startServer(t, func(op *Operational) { op.CmdSNDepth = 128 })
+	i := dial(t, env.addr)
+	i.login(loginOpts{})
+	env.router.delay.Store(int64(20 * time.Millisecond))
+	const n = 5 * readRing
+	var itts []uint32
+	var want [][]byte
+	var b []byte
+	for k := range n {
+		d := pattern(1024, byte(k))
+		want = append(want, d)
+		itt := i.itt
+		i.itt++
+		c := &SCSICmd{Final: k%2 == 0, Write: true, Attr: 1, ITT: itt, EDTL: 1024, CmdSN: i.cmdSN,
+			ExpStatSN: i.expStatSN, CDB: cdbWrite10(uint32(2*k), 2)}
+		i.cmdSN++
+		if k%2 == 0 {
+			c.Data = d // all immediate
+		} else {
+			c.Data = d[:512] // half immediate, half solicited by an R2T
+			c.Final = true
+		}
+		b = AppendPDU(b, c, i.hd, i.dd)
+		itts = append(itts, itt)
+	}
+	if _, err := i.nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	done := 0
+	for done < n {
+		switch p := i.recv().(type) {
+		case *R2T:
+			k := int(p.ITT - itts[0])
+			i.send(&DataOut{Final: true, ITT: p.ITT, TTT: p.TTT, ExpStatSN: i.expStatSN,
+				BufferOffset: p.BufferOffset, Data: want[k][p.BufferOffset : p.BufferOffset+p.DesiredLength]})
+		case *SCSIResp:
+			if p.Status != 0 {
+				t.Fatalf("ITT %#x status %d", p.ITT, p.Status)
+			}
+			done++
+		default:
+			t.Fatalf("unexpected %T", p)
+		}
+	}
+	env.router.delay.Store(0)
+	for k := range n {
+		rd := i.cmd(cdbRead10(uint32(2*k), 2), 1024, true, nil, cmdOpts{})
+		if !bytes.Equal(rd.data, want[k]) {
+			t.Fatalf("command %d: data differs", k)
+		}
+	}
+}

@@ -224,7 +224,17 @@ func (p *SCSICmd) appendAHS(dst []byte) []byte {
 }
 
 func parseSCSICmd(h, ahs, data []byte) (PDU, error) {
-	p := &SCSICmd{
+	p := new(SCSICmd)
+	if err := parseSCSICmdInto(p, h, ahs, data); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parseSCSICmdInto is parseSCSICmd into a caller's struct, which it
+// overwrites whole (the reader's hot path reuses a few).
+func parseSCSICmdInto(p *SCSICmd, h, ahs, data []byte) error {
+	*p = SCSICmd{
 		Immediate: h[0]&0x40 != 0,
 		Final:     h[1]&0x80 != 0,
 		Read:      h[1]&0x40 != 0,
@@ -243,18 +253,18 @@ func parseSCSICmd(h, ahs, data []byte) (PDU, error) {
 		// RFC 7143 11.2.1.4: each AHS is AHSLength(2) AHSType(1) and
 		// AHS-Specific bytes, padded to a 4-byte boundary.
 		if len(ahs) < 4 {
-			return nil, &ParseError{RejectInvalidField, "truncated AHS"}
+			return &ParseError{RejectInvalidField, "truncated AHS"}
 		}
 		n := int(be.Uint16(ahs))
 		typ := ahs[2]
 		if 3+n > len(ahs) {
-			return nil, &ParseError{RejectInvalidField, "AHS longer than TotalAHSLength"}
+			return &ParseError{RejectInvalidField, "AHS longer than TotalAHSLength"}
 		}
 		spec := ahs[3 : 3+n]
 		switch typ {
 		case ahsExtendedCDB:
 			if n < 1 {
-				return nil, &ParseError{RejectInvalidField, "empty extended CDB AHS"}
+				return &ParseError{RejectInvalidField, "empty extended CDB AHS"}
 			}
 			cdb := make([]byte, 16+n-1)
 			copy(cdb, p.cdb[:])
@@ -263,12 +273,12 @@ func parseSCSICmd(h, ahs, data []byte) (PDU, error) {
 		case ahsBidiReadLen:
 			// RFC 7143 11.2.1.4: AHSLength is 0x0005 for this AHS.
 			if n != bidiAHSSpecific {
-				return nil, &ParseError{RejectInvalidField, "bad bidirectional read AHS length"}
+				return &ParseError{RejectInvalidField, "bad bidirectional read AHS length"}
 			}
 			p.BidiReadLength = be.Uint32(spec[1:])
 			p.HasBidiReadLength = true
 		default:
-			return nil, &ParseError{RejectInvalidField, fmt.Sprintf("unknown AHS type %#x", typ)}
+			return &ParseError{RejectInvalidField, fmt.Sprintf("unknown AHS type %#x", typ)}
 		}
 		adv := (3 + n + 3) &^ 3
 		if adv > len(ahs) {
@@ -276,7 +286,7 @@ func parseSCSICmd(h, ahs, data []byte) (PDU, error) {
 		}
 		ahs = ahs[adv:]
 	}
-	return p, nil
+	return nil
 }
 
 // SCSIResp is a SCSI Response (RFC 7143 11.4).
@@ -593,9 +603,16 @@ func (p *DataOut) encodeBHS(h []byte) {
 }
 
 func parseDataOut(h, _, data []byte) (PDU, error) {
-	return &DataOut{Final: h[1]&0x80 != 0, LUN: be.Uint64(h[8:]), ITT: be.Uint32(h[16:]),
+	p := new(DataOut)
+	parseDataOutInto(p, h, data)
+	return p, nil
+}
+
+// parseDataOutInto is parseDataOut into a caller's struct.
+func parseDataOutInto(p *DataOut, h, data []byte) {
+	*p = DataOut{Final: h[1]&0x80 != 0, LUN: be.Uint64(h[8:]), ITT: be.Uint32(h[16:]),
 		TTT: be.Uint32(h[20:]), ExpStatSN: be.Uint32(h[28:]), DataSN: be.Uint32(h[36:]),
-		BufferOffset: be.Uint32(h[40:]), Data: data}, nil
+		BufferOffset: be.Uint32(h[40:]), Data: data}
 }
 
 // DataIn is a SCSI Data-In (RFC 7143 11.7).

@@ -36,7 +36,22 @@ type pduReader struct {
 	pool    *bufPool
 
 	hdr [bhsLen + 4*maxAHSLenWords + digestLen]byte
+
+	// reuse, when set, makes SCSI Command and Data-Out PDUs come from
+	// rings instead of the heap. Safe only when the consumer is done with
+	// a PDU before the reader has framed readRing more of its kind: the
+	// connection's credit gate allows at most maxReadAhead PDUs in flight,
+	// and no handler keeps these two types past dispatch.
+	reuse    bool
+	cmds     [readRing]SCSICmd
+	dataOuts [readRing]DataOut
+	nCmd     uint32
+	nDataOut uint32
 }
+
+// readRing exceeds the credits of the readMore gate, so a ring slot is
+// reused only after its PDU was dispatched.
+const readRing = maxReadAhead + 1
 
 // rawPDU is one framed PDU. buf, when non-nil, is the pooled buffer behind
 // Data and must be released by whoever consumes the PDU.
@@ -112,7 +127,23 @@ func (pr *pduReader) readPDU() (rawPDU, error) {
 		}
 		data = b[:dsl]
 	}
-	p, err := ParsePDU(h, pr.hdr[bhsLen:bhsLen+ahsLen], data)
+	var p PDU
+	var err error
+	switch op := Opcode(h[0] & 0x3f); {
+	case pr.reuse && op == OpSCSICmd:
+		c := &pr.cmds[pr.nCmd%readRing]
+		pr.nCmd++
+		if err = parseSCSICmdInto(c, h, pr.hdr[bhsLen:bhsLen+ahsLen], data); err == nil {
+			p = c
+		}
+	case pr.reuse && op == OpDataOut && ahsLen == 0:
+		d := &pr.dataOuts[pr.nDataOut%readRing]
+		pr.nDataOut++
+		parseDataOutInto(d, h, data)
+		p = d
+	default:
+		p, err = ParsePDU(h, pr.hdr[bhsLen:bhsLen+ahsLen], data)
+	}
 	if err != nil {
 		if out.buf != nil {
 			pr.pool.put(out.buf)
