@@ -15,6 +15,9 @@
 #                     on SYNCHRONIZE CACHE/FUA), so true compares like with
 #                     like; false is rbdgw's durable default (fdatasync
 #                     before GOOD) and shows what that costs.
+#   DURABLE=1         also serve a second rbdgw LUN with write_cache false
+#                     (the durable default) and report it in its own
+#                     columns, so one run shows both; 0 skips it.
 #
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
@@ -24,6 +27,9 @@ SIZE_MB=${SIZE_MB:-1024}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
 WRITE_CACHE=${WRITE_CACHE:-true}
+DURABLE=${DURABLE:-1}
+[ "$ONLY" = tgtd ] && DURABLE=0
+[ "$WRITE_CACHE" = false ] && DURABLE=0 # the main LUN is the durable one already
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RBDGW_BIN=${RBDGW_BIN:-$ROOT/bin/rbdgw}
 IQN_R=iqn.2026-01.io.rbdgw.bench:rbdgw
@@ -91,18 +97,26 @@ prefill() { # a non-sparse file, read once so the page cache holds it
 
 echo "bench: work dir $WORK, ${SIZE_MB} MiB LUNs, $REPS repetitions"
 [ "$ONLY" = tgtd ] || prefill "$WORK/rbdgw.img"
+[ "$DURABLE" = 0 ] || prefill "$WORK/durable.img"
 [ "$ONLY" = rbdgw ] || prefill "$WORK/tgtd.img"
 
 start_rbdgw() {
 # A private copy: a concurrent `make build` must not swap the binary under us.
 cp "$RBDGW_BIN" "$WORK/rbdgw"
 PORT_R=$(free_port)
+local disks luns
+disks='{"name": "bench", "backend": "file:'"$WORK"'/rbdgw.img", "size": "'"$SIZE_MB"'M", "write_cache": '"$WRITE_CACHE"'}'
+luns='{"lun_id": 0, "disk": "bench"}'
+if [ "$DURABLE" = 1 ]; then # LUN 1: a second disk with write_cache off
+	disks+=', {"name": "durable", "backend": "file:'"$WORK"'/durable.img", "size": "'"$SIZE_MB"'M", "write_cache": false}'
+	luns+=', {"lun_id": 1, "disk": "durable"}'
+fi
 cat >"$WORK/rbdgw.json" <<EOF
 {
   "portals": ["127.0.0.1:$PORT_R"],
   "data_dir": "$WORK/rbdgw-data",
-  "disks": [{"name": "bench", "backend": "file:$WORK/rbdgw.img", "size": "${SIZE_MB}M", "write_cache": $WRITE_CACHE}],
-  "targets": [{"iqn": "$IQN_R", "luns": [{"lun_id": 0, "disk": "bench"}]}]
+  "disks": [$disks],
+  "targets": [{"iqn": "$IQN_R", "luns": [$luns]}]
 }
 EOF
 mkdir -p "$WORK/rbdgw-data"
@@ -112,7 +126,9 @@ disown "$PID_R"
 PIDS+=("$PID_R")
 wait_port "$PORT_R" "$PID_R"
 URL_R="iscsi://127.0.0.1:$PORT_R/$IQN_R/0"
+URL_D="iscsi://127.0.0.1:$PORT_R/$IQN_R/1"
 iscsi-inq "$URL_R" >/dev/null || { echo "bench: rbdgw does not answer INQUIRY at $URL_R"; exit 1; }
+[ "$DURABLE" = 0 ] || iscsi-inq "$URL_D" >/dev/null || { echo "bench: rbdgw does not answer INQUIRY at $URL_D"; tail -n 20 "$WORK/rbdgw.log"; exit 1; }
 }
 
 # tgtd gets its own control socket so no system tgtd is touched.
@@ -166,18 +182,23 @@ for w in "${WORKLOADS[@]}"; do
 	read -r name bs depth count write <<<"$w"
 	: >"$WORK/$name.rbdgw"
 	: >"$WORK/$name.tgtd"
+	: >"$WORK/$name.durable"
 	for rep in $(seq 1 "$REPS"); do
 		# Alternate which target goes first.
-		if [ $((rep % 2)) = 1 ]; then order="rbdgw tgtd"; else order="tgtd rbdgw"; fi
+		if [ $((rep % 2)) = 1 ]; then order="rbdgw tgtd durable"; else order="durable tgtd rbdgw"; fi
 		for tgt in $order; do
-			[ -n "$ONLY" ] && [ "$ONLY" != "$tgt" ] && continue
-			if [ "$tgt" = rbdgw ]; then r=$(run_one "$URL_R" "$PID_R" "$bs" "$depth" "$count" "$write")
-			else r=$(run_one "$URL_T" "$PID_T" "$bs" "$depth" "$count" "$write"); fi
+			[ "$tgt" = durable ] && { [ "$DURABLE" = 1 ] || continue; }
+			[ -n "$ONLY" ] && [ "$ONLY" != "${tgt/durable/rbdgw}" ] && continue
+			case $tgt in
+			rbdgw) r=$(run_one "$URL_R" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
+			durable) r=$(run_one "$URL_D" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
+			*) r=$(run_one "$URL_T" "$PID_T" "$bs" "$depth" "$count" "$write") ;;
+			esac
 			echo "$r" >>"$WORK/$name.$tgt"
 			printf '  %-14s rep %d %-6s %s s, %s CPU ticks\n' "$name" "$rep" "$tgt" ${r% *} ${r#* } >&2
 		done
 	done
-	for tgt in rbdgw tgtd; do
+	for tgt in rbdgw tgtd durable; do
 		[ -s "$WORK/$name.$tgt" ] || { IOPS[$name.$tgt]=nan MBS[$name.$tgt]=nan CPU[$name.$tgt]=nan; continue; }
 		secs=$(awk '{print $1}' "$WORK/$name.$tgt" | median)
 		IOPS[$name.$tgt]=$(awk -v c="$count" -v s="$secs" 'BEGIN {if (s+0 > 0) printf "%.0f", c / s; else print "nan"}')
@@ -200,3 +221,16 @@ for w in "${WORKLOADS[@]}"; do
 		"$(ratio "${IOPS[$name.rbdgw]}" "${IOPS[$name.tgtd]}")" "$(ratio "${CPU[$name.rbdgw]}" "${CPU[$name.tgtd]}")"
 done
 echo "(IOPS x and CPU x are rbdgw/tgtd: higher IOPS x is better, lower CPU x is better)"
+if [ "$DURABLE" = 1 ]; then
+	echo
+	echo "rbdgw with write_cache=false (durable default: FUA on every write, concurrent fdatasyncs shared), same runs"
+	printf '%-14s | %10s %9s %8s | %6s %9s\n' workload "rbdgw IOPS" "MB/s" "CPU s" "IOPS x" "vs WCE=1"
+	printf '%s\n' "---------------+-------------------------------+-----------------"
+	for w in "${WORKLOADS[@]}"; do
+		read -r name _ <<<"$w"
+		printf '%-14s | %10s %9s %8s | %6s %9s\n' "$name" \
+			"${IOPS[$name.durable]}" "${MBS[$name.durable]}" "${CPU[$name.durable]}" \
+			"$(ratio "${IOPS[$name.durable]}" "${IOPS[$name.tgtd]}")" "$(ratio "${IOPS[$name.durable]}" "${IOPS[$name.rbdgw]}")"
+	done
+	echo "(IOPS x is durable rbdgw/tgtd; vs WCE=1 is durable/write-cached rbdgw)"
+fi
