@@ -64,9 +64,34 @@ type task struct {
 // costs no context allocations. Its Done channel is made only when someone
 // asks for it. It carries no values and no deadline.
 type taskCtx struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
+	mu    sync.Mutex
+	done  chan struct{}
+	err   error
+	after map[*func()]struct{} // AfterFunc registrations not yet run
+}
+
+// AfterFunc arranges for f to run in its own goroutine once the context is
+// cancelled. Contexts derived with context.WithCancel and friends use it
+// instead of starting a goroutine per derivation to watch Done.
+func (x *taskCtx) AfterFunc(f func()) (stop func() bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	key := &f
+	if x.after == nil {
+		x.after = map[*func()]struct{}{}
+	}
+	x.after[key] = struct{}{}
+	return func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		_, pending := x.after[key]
+		delete(x.after, key)
+		return pending
+	}
 }
 
 var _ context.Context = (*taskCtx)(nil)
@@ -103,6 +128,10 @@ func (x *taskCtx) cancel() {
 	if x.done != nil {
 		close(x.done)
 	}
+	for f := range x.after {
+		go (*f)()
+	}
+	x.after = nil
 }
 
 type r2tState struct {
