@@ -55,14 +55,7 @@ unit:
 
 # Every Fuzz target of every package, briefly (FUZZTIME each).
 fuzz:
-	@for pkg in $$($(GO) list ./... | grep -v '/tests$$'); do \
-		list=$$($(GO) test $(TAGS) -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
-		for f in $$(echo "$$list" | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test $(TAGS) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg >/tmp/rbdgw-fuzz.log 2>&1 || \
-				{ cat /tmp/rbdgw-fuzz.log; exit 1; }; \
-		done; \
-	done
+	FUZZTIME=$(FUZZTIME) GO_TAGS=$(GO_TAGS) tests/fuzz.sh
 
 # End-to-end tests with real initiators against the built daemon.
 e2e:
