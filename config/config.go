@@ -46,9 +46,24 @@ type Config struct {
 	DataDir string `json:"data_dir" yaml:"data_dir"`
 	// DiscoveryAuth, when its username is set, is required of discovery
 	// sessions.
-	DiscoveryAuth CHAP     `json:"discovery_auth" yaml:"discovery_auth"`
-	Disks         []Disk   `json:"disks,omitempty" yaml:"disks,omitempty"`
-	Targets       []Target `json:"targets,omitempty" yaml:"targets,omitempty"`
+	DiscoveryAuth CHAP `json:"discovery_auth" yaml:"discovery_auth"`
+	// Ceph says how to reach the cluster that holds rbd: disks.
+	Ceph    Ceph     `json:"ceph" yaml:"ceph"`
+	Disks   []Disk   `json:"disks,omitempty" yaml:"disks,omitempty"`
+	Targets []Target `json:"targets,omitempty" yaml:"targets,omitempty"`
+}
+
+// Ceph is how a gateway reaches its Ceph cluster. The zero value means
+// librados' defaults: /etc/ceph/ceph.conf, cluster "ceph", client.admin.
+type Ceph struct {
+	// Conf is the ceph.conf path.
+	Conf string `json:"conf,omitempty" yaml:"conf,omitempty"`
+	// Cluster is the cluster name ("ceph").
+	Cluster string `json:"cluster,omitempty" yaml:"cluster,omitempty"`
+	// User is the client id without "client." ("admin").
+	User string `json:"user,omitempty" yaml:"user,omitempty"`
+	// Keyring overrides the keyring path of the conf (cephx).
+	Keyring string `json:"keyring,omitempty" yaml:"keyring,omitempty"`
 }
 
 // CHAP holds one scope's CHAP credentials (discovery, target or host). An
@@ -147,7 +162,12 @@ type Disk struct {
 	// Backend is "file:<path>" or, later, "rbd:<pool>[/<namespace>]/<image>".
 	Backend string `json:"backend" yaml:"backend"`
 	// Size is the image size; the file is created sparse or grown to it.
+	// An RBD image must already exist unless Create is set; its size is
+	// the image's, and a larger Size grows it.
 	Size Size `json:"size" yaml:"size"`
+	// Create asks for a missing RBD image to be created at Size (file
+	// images are always created).
+	Create bool `json:"create,omitempty" yaml:"create,omitempty"`
 	// WWN is the LU's 128-bit identity (32 hex digits, dashes allowed). When
 	// empty the gateway generates one and persists it in the data dir, so the
 	// identity survives restarts; set it explicitly in a cluster.
