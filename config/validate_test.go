@@ -125,8 +125,8 @@ func TestValidate(t *testing.T) {
 		{"backend empty", func(c *Config) { c.Disks[0].Backend = "" }, "disks[0].backend", ""},
 		{"backend unknown", func(c *Config) { c.Disks[0].Backend = "nbd:x" }, "disks[0].backend", ""},
 		{"backend file no path", func(c *Config) { c.Disks[0].Backend = "file:" }, "disks[0].backend", ""},
-		{"backend rbd refused", func(c *Config) { c.Disks[0].Backend = "rbd:pool/image" }, "disks[0].backend", ""},
-		{"backend rbd ns refused", func(c *Config) { c.Disks[0].Backend = "rbd:pool/ns/image" }, "disks[0].backend", ""},
+		{"backend rbd ok", func(c *Config) { c.Disks[0].Backend = "rbd:pool/image" }, "", ""},
+		{"backend rbd ns ok", func(c *Config) { c.Disks[0].Backend = "rbd:pool/ns/image" }, "", ""},
 		{"backend rbd malformed", func(c *Config) { c.Disks[0].Backend = "rbd:pool" }, "disks[0].backend", ""},
 		{"size 0", func(c *Config) { c.Disks[0].Size = 0 }, "disks[0].size", ""},
 		{"size not block multiple", func(c *Config) { c.Disks[0].Size = 1000 }, "disks[0].size", ""},
@@ -196,7 +196,7 @@ func TestParseBackend(t *testing.T) {
 		t.Fatal(b, err)
 	}
 	b, err = ParseBackend("rbd:p/ns/i")
-	if err == nil || b.Kind != BackendRBD || b.Pool != "p" || b.Namespace != "ns" || b.Image != "i" {
+	if err != nil || b.Kind != BackendRBD || b.Pool != "p" || b.Namespace != "ns" || b.Image != "i" {
 		t.Fatal(b, err)
 	}
 }
