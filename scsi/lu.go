@@ -137,11 +137,17 @@ type LogicalUnit struct {
 	// extras is the state of reservations and the other extras commands,
 	// defined in extras.go by their owner.
 	extras extrasState
+
+	// aborting serializes aborts of other nexuses' tasks (abort.go).
+	aborting sync.Mutex
 }
 
 // nexusState is what the LU keeps per I_T nexus (SAM-5 5.14).
 type nexusState struct {
 	ua []uaCond
+	// tasks counts the nexus's commands in the device server, so another
+	// nexus's reset or PREEMPT AND ABORT can abort them (abort.go).
+	tasks taskCounter
 }
 
 type uaCond struct{ asc, ascq byte }
@@ -334,6 +340,10 @@ func (lu *LogicalUnit) execute(ctx context.Context, cmd *Command, luns func() []
 	start := time.Now()
 	r := &request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, luns: luns}
 	err := lu.run(r)
+	if r.tasks != nil && r.tasks.leave(r.taskGen) {
+		// Aborted by another nexus while it ran (abort.go): TAS=1.
+		err = &StatusError{Status: StatusTaskAborted}
+	}
 	lu.finish(r, err, start)
 	return r.resp
 }
@@ -356,13 +366,16 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 		lu.mu.Lock()
 		st := lu.nexusLocked(r.nexus)
 		ua, ok := st.takeUA()
+		if !ok {
+			r.enterTasks(st)
+		}
 		lu.mu.Unlock()
 		if ok {
 			return newCC(SenseUnitAttention, ua.asc, ua.ascq)
 		}
 	} else {
 		lu.mu.Lock()
-		lu.nexusLocked(r.nexus)
+		r.enterTasks(lu.nexusLocked(r.nexus))
 		lu.mu.Unlock()
 	}
 	if lerr != nil {

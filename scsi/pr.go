@@ -110,13 +110,27 @@ func execPersistentReserveOut(r *request, c PersistentReserveOut) error {
 		return newCC(SenseIllegalRequest, 0x26, 0x00)
 	}
 	lu.notePort(r.nexus)
+	preempted, err := lu.applyPROut(r.nexus, c, p)
+	if err != nil {
+		return err
+	}
+	// SPC-4 5.13.11.2.5: PREEMPT AND ABORT aborts the preempted nexuses'
+	// tasks before it completes. Done after prMu is released: a preempted
+	// nexus's own PR command may be waiting for it.
+	lu.abortPreempted(r.nexus, preempted)
+	return nil
+}
+
+// applyPROut runs the reservation state machine and commits its result
+// under prMu; it returns the registrations PREEMPT AND ABORT removed.
+func (lu *LogicalUnit) applyPROut(n *Nexus, c PersistentReserveOut, p *PROutParams) ([]PRPort, error) {
 	x := &lu.extras
 	x.prMu.Lock()
 	defer x.prMu.Unlock()
-	req := &PROutRequest{Nexus: r.nexus, CDB: c, Params: p, TargetPort: lu.targetPortByRTPI}
+	req := &PROutRequest{Nexus: n, CDB: c, Params: p, TargetPort: lu.targetPortByRTPI}
 	res, err := ApplyPROut(x.pr.Load(), req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if res.Changed {
 		// Commit before GOOD: a reservation the initiator was told about
@@ -125,17 +139,20 @@ func execPersistentReserveOut(r *request, c PersistentReserveOut) error {
 			switch c.ServiceAction {
 			case prOutRegister, prOutRegisterIgnore, prOutRegisterAndMove:
 				// SPC-4 5.13.7: registration resources unavailable.
-				return newCC(SenseIllegalRequest, 0x55, 0x04)
+				return nil, newCC(SenseIllegalRequest, 0x55, 0x04)
 			}
 			// A store outage is transient: ABORTED COMMAND invites a retry.
-			return newCC(SenseAbortedCommand, 0x00, 0x00)
+			return nil, newCC(SenseAbortedCommand, 0x00, 0x00)
 		}
 		x.pr.Store(res.State)
 	}
 	for _, ua := range res.UAs {
 		lu.raisePRUA(ua)
 	}
-	return nil
+	if c.ServiceAction != prOutPreemptAndAbort {
+		return nil, nil
+	}
+	return res.Preempted, nil
 }
 
 // targetPortByRTPI resolves a relative target port identifier to the name

@@ -173,13 +173,17 @@ func (rt *router) TaskManagement(n *Nexus, fn TaskFunction, lun uint64) TMFResul
 		if !ok || lu == nil {
 			return TMFLUNDoesNotExist
 		}
-		// SAM-5 6.6: BUS DEVICE RESET FUNCTION OCCURRED on every nexus.
+		// SAM-5 6.6: the reset aborts every task of the LU (the transport
+		// aborted n's own) and raises BUS DEVICE RESET FUNCTION OCCURRED
+		// on every nexus.
+		lu.abortOtherNexuses(n)
 		lu.reset(0x03)
 		return TMFComplete
 	case TMFTargetWarmReset, TMFTargetColdReset:
 		// SAM-5 6.7 (I_T NEXUS RESET / target reset): every LU is reset and
 		// reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
 		for _, lu := range rt.luns {
+			lu.abortOtherNexuses(n)
 			lu.reset(0x00)
 		}
 		return TMFComplete

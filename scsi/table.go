@@ -215,6 +215,16 @@ type request struct {
 	resp  Response
 	// luns lists the LUNs the initiator sees, for REPORT LUNS.
 	luns func() []uint64
+	// tasks and taskGen count the command in its nexus's task set
+	// (abort.go); nil for a command that ended before it was counted.
+	tasks   *taskCounter
+	taskGen uint64
+}
+
+// enterTasks counts r in st's task set; called with lu.mu held.
+func (r *request) enterTasks(st *nexusState) {
+	r.tasks = &st.tasks
+	r.taskGen = st.tasks.enter()
 }
 
 // dataIn sends b as Data-In, truncated to the allocation length alloc
