@@ -128,23 +128,9 @@ func (lu *LogicalUnit) applyPROut(n *Nexus, c PersistentReserveOut, p *PROutPara
 	x.prMu.Lock()
 	defer x.prMu.Unlock()
 	req := &PROutRequest{Nexus: n, CDB: c, Params: p, TargetPort: lu.targetPortByRTPI}
-	res, err := ApplyPROut(x.pr.Load(), req)
+	res, err := lu.commitPROut(req)
 	if err != nil {
 		return nil, err
-	}
-	if res.Changed {
-		// Commit before GOOD: a reservation the initiator was told about
-		// must survive a gateway crash (and be seen by the next owner).
-		if err := x.prStore.Save(x.prKey, res.State); err != nil {
-			switch c.ServiceAction {
-			case prOutRegister, prOutRegisterIgnore, prOutRegisterAndMove:
-				// SPC-4 5.13.7: registration resources unavailable.
-				return nil, newCC(SenseIllegalRequest, 0x55, 0x04)
-			}
-			// A store outage is transient: ABORTED COMMAND invites a retry.
-			return nil, newCC(SenseAbortedCommand, 0x00, 0x00)
-		}
-		x.pr.Store(res.State)
 	}
 	for _, ua := range res.UAs {
 		lu.raisePRUA(ua)

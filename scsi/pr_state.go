@@ -111,6 +111,10 @@ type PRState struct {
 	// registrants types, where every registrant holds the reservation.
 	Holder PRPort `json:"holder,omitempty"`
 	APTPL  bool   `json:"aptpl,omitempty"`
+	// Version counts the commits of this state to its PRStore (the
+	// compare-and-swap token of the PRStore contract); it is not the
+	// PRgeneration of SPC-4, which only some service actions bump.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // Clone returns a deep copy.
