@@ -75,7 +75,8 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		BlockSize:  d.BlockSize,
 		ReadOnly:   d.ReadOnly,
 		WriteCache: d.WriteCache,
-		// The file backend punches holes, so UNMAP is real.
+		// Both backends deallocate on UNMAP (file: punched holes, rbd:
+		// discard), and unmapped blocks read back as zeros.
 		ThinProvisioned:   true,
 		MaxTransferBlocks: d.Controls.HWMaxSectors,
 		PRStore:           g.prs,
@@ -91,14 +92,37 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 	return lu, nil
 }
 
+// openBackend opens a disk's image by its backend kind and adds stall
+// detection (a warning for any operation slower than stall; negative: off).
 func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend, error) {
 	bk, err := config.ParseBackend(d.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 	}
-	if bk.Kind != config.BackendFile {
-		return nil, fmt.Errorf("gateway: disk %s: backend %q not supported", d.Name, d.Backend)
+	var be scsi.Backend
+	switch bk.Kind {
+	case config.BackendFile:
+		be, err = g.openFile(d, bk)
+	case config.BackendRBD:
+		// rbd.go, or rbd_norbd.go in a build without -tags rbd.
+		be, err = g.openRBD(d, bk)
+	default:
+		err = fmt.Errorf("backend %q not supported", d.Backend)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	if stall < 0 {
+		return be, nil
+	}
+	log := g.log.With("disk", d.Name)
+	return rbdlun.WithStallDetection(be, stall, func(s rbdlun.Stall) {
+		log.Warn("backend operation stalled", "op", s.Op.String(), "offset", s.Off, "length", s.Length, "elapsed", s.Duration)
+	}), nil
+}
+
+// openFile opens (creating or growing) a file image.
+func (g *Gateway) openFile(d *config.Disk, bk config.Backend) (scsi.Backend, error) {
 	path := bk.Path
 	if !filepath.IsAbs(path) {
 		// Relative image paths live under the data dir, so a config file
@@ -106,19 +130,9 @@ func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend
 		path = filepath.Join(g.cfg.DataDir, path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+		return nil, err
 	}
-	fb, err := rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
-	}
-	if stall < 0 {
-		return fb, nil
-	}
-	log := g.log.With("disk", d.Name)
-	return rbdlun.WithStallDetection(fb, stall, func(s rbdlun.Stall) {
-		log.Warn("backend operation stalled", "op", s.Op.String(), "offset", s.Off, "length", s.Length, "elapsed", s.Duration)
-	}), nil
+	return rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly})
 }
 
 // diskWWN returns the disk's WWN: the configured one, else the one

@@ -56,6 +56,9 @@ type Gateway struct {
 	wrapBE   func(disk string, b scsi.Backend) scsi.Backend
 	prs      scsi.PRStore
 	registry *scsi.LURegistry // lets EXTENDED COPY find the LUs by WWN
+	// ceph is the Ceph cluster connection of rbd: disks (rbd.go); it
+	// guards itself.
+	ceph cephLink
 
 	// Guarded by mu: Reload replaces them; Shutdown closes the LUs.
 	mu  sync.Mutex

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/rbdgw/rbdgw/config"
-	"github.com/rbdgw/rbdgw/rbdlun"
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
@@ -24,7 +23,7 @@ var ErrRestartRequired = errors.New("restart required")
 // dropped.
 //
 // Refused with ErrRestartRequired: a change of portals, data_dir,
-// discovery_auth, or of an existing disk's backend, wwn, block_size,
+// discovery_auth, ceph, or of an existing disk's backend, wwn, block_size,
 // read_only, write_cache or controls, and shrinking a disk.
 //
 // Disks removed from the configuration stay open until Shutdown: sessions
@@ -48,6 +47,10 @@ func (g *Gateway) Reload(c config.Config) error {
 	}
 	if old.DiscoveryAuth != c.DiscoveryAuth {
 		return fmt.Errorf("gateway: reload: discovery_auth changed: %w", ErrRestartRequired)
+	}
+	if old.Ceph != c.Ceph {
+		// Open rbd: disks keep the cluster connection they were opened on.
+		return fmt.Errorf("gateway: reload: ceph changed: %w", ErrRestartRequired)
 	}
 	var grow []*config.Disk
 	for i := range c.Disks {
@@ -120,16 +123,12 @@ func (g *Gateway) Reload(c config.Config) error {
 	return nil
 }
 
-// growBackend finds the file backend under any wrappers and grows it.
+// growBackend finds the file or rbd backend under any wrappers and grows
+// it.
 func growBackend(b scsi.Backend, size int64) error {
-	for {
-		if gr, ok := b.(interface{ Grow(int64) error }); ok {
-			return gr.Grow(size)
-		}
-		u, ok := b.(rbdlun.Unwrapper)
-		if !ok {
-			return errors.New("backend cannot grow")
-		}
-		b = u.Unwrap()
+	gr, ok := findBackend[interface{ Grow(int64) error }](b)
+	if !ok {
+		return errors.New("backend cannot grow")
 	}
+	return gr.Grow(size)
 }

@@ -112,6 +112,15 @@ func (b *base) UnmapReadsZero() bool {
 	return ok && z.UnmapReadsZero()
 }
 
+// Ready forwards the inner backend's readiness (TEST UNIT READY asks
+// for it); a backend without Ready is always ready.
+func (b *base) Ready() error {
+	if r, ok := b.inner.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
+	return nil
+}
+
 // Method sets for the optional interfaces; each is embedded in the
 // combination types only when the inner backend has the interface.
 
