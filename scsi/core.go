@@ -15,9 +15,9 @@ func registerCore(t *opcodeTable) {
 	}
 
 	t.add(define("TEST UNIT READY", usage(0x00, 0, 0, 0, 0, 0x07), opResvAllowed, decodeTUR, execTUR))
-	t.add(define("REQUEST SENSE", usage(0x03, 0x01, 0, 0, 0xFF, 0x07), opNoUA|opResvAllowed|opALUAStandby, decodeRequestSense, execRequestSense))
-	t.add(define("INQUIRY", usage(0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x07), opNoUA|opResvAllowed|opALUAStandby, decodeInquiry, execInquiry))
-	t.add(define("REPORT LUNS", usage(0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07), opNoUA|opResvAllowed|opALUAStandby, decodeReportLUNs, execReportLUNs))
+	t.add(define("REQUEST SENSE", usage(0x03, 0x01, 0, 0, 0xFF, 0x07), opNoUA|opResvAllowed|aluaAnyState, decodeRequestSense, execRequestSense))
+	t.add(define("INQUIRY", usage(0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x07), opNoUA|opResvAllowed|aluaAnyState, decodeInquiry, execInquiry))
+	t.add(define("REPORT LUNS", usage(0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07), opNoUA|opResvAllowed|aluaAnyState, decodeReportLUNs, execReportLUNs))
 
 	t.add(define("READ(6)", usage(0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x07), media|opResvRead, decodeRead6, execRead))
 	t.add(define("READ(10)", rw10(0x28, 0xFA), media|opResvRead, decodeRead, execRead))
@@ -38,8 +38,8 @@ func registerCore(t *opcodeTable) {
 	t.add(define("PRE-FETCH(10)", rw10(0x34, 0x02), media|opResvRead, decodePreFetch, execPreFetch))
 	t.add(define("PRE-FETCH(16)", rw16(0x90, 0x02), media|opResvRead, decodePreFetch, execPreFetch))
 
-	t.add(define("READ CAPACITY(10)", usage(0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x07), media|opResvAllowed, decodeReadCapacity10, execReadCapacity10))
-	t.add(define("READ CAPACITY(16)", rw16(0x9E, 0x10), media|opResvAllowed, decodeReadCapacity16, execReadCapacity16).withSA(0x10))
+	t.add(define("READ CAPACITY(10)", usage(0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x07), media|opResvAllowed|opAnyGateway, decodeReadCapacity10, execReadCapacity10))
+	t.add(define("READ CAPACITY(16)", rw16(0x9E, 0x10), media|opResvAllowed|opAnyGateway, decodeReadCapacity16, execReadCapacity16).withSA(0x10))
 
 	t.add(define("MODE SENSE(6)", usage(0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x07), opResvRead|opALUAStandby, decodeModeSense6, execModeSense))
 	t.add(define("MODE SENSE(10)", usage(0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x07), opResvRead|opALUAStandby, decodeModeSense10, execModeSense))
@@ -49,7 +49,6 @@ func registerCore(t *opcodeTable) {
 	t.add(define("START STOP UNIT", usage(0x1B, 0x01, 0, 0x0F, 0xF7, 0x07), 0, decodeStartStop, execStartStop))
 	t.add(define("PREVENT ALLOW MEDIUM REMOVAL", usage(0x1E, 0, 0, 0, 0x03, 0x07), opResvAllowed, decodePreventAllow, execPreventAllow))
 
-	t.add(define("REPORT TARGET PORT GROUPS", usage(0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07), opResvAllowed|opALUAStandby, decodeReportTPG, execReportTPG).withSA(0x0A))
 	t.add(define("REPORT SUPPORTED OPERATION CODES", usage(0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07), opResvAllowed|opALUAStandby, decodeReportOpcodes, execReportOpcodes).withSA(0x0C))
 	t.add(define("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", usage(0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07), opResvAllowed|opALUAStandby, decodeReportTMF, execReportTMF).withSA(0x0D))
 }

@@ -49,7 +49,7 @@ func (lu *LogicalUnit) standardInquiry() []byte {
 	b[3] = 0x10 | 0x02
 	// HISUP=1 (hierarchical LUNs), RESPONSE DATA FORMAT=2.
 	b[4] = byte(len(b) - 5)
-	b[5] = 0x10 // TPGS=01b: implicit asymmetric access only
+	b[5] = lu.tpgsBits() // TPGS: implicit, or implicit and explicit ALUA
 	if lu.table.ops[0x83] != nil || lu.table.sa[0x83] != nil {
 		b[5] |= 0x08 // 3PC: EXTENDED COPY is supported
 	}
@@ -117,7 +117,7 @@ func vpdDeviceID(r *request) []byte {
 		// PIV=1, association 01b (target port), protocol iSCSI (5h).
 		var rp, tpg [4]byte
 		put16(rp[2:], n.RelativeTargetPort)
-		put16(tpg[2:], n.TargetPortGroup)
+		put16(tpg[2:], lu.targetPortGroupOf(n))
 		desc(0x51, 0x94, rp[:])
 		desc(0x51, 0x95, tpg[:])
 		if n.TargetPort != "" {

@@ -140,6 +140,10 @@ type LogicalUnit struct {
 
 	// aborting serializes aborts of other nexuses' tasks (abort.go).
 	aborting sync.Mutex
+
+	// aluaCancel ends the subscription to the port groups' changes
+	// (alua.go); nil without one.
+	aluaCancel func()
 }
 
 // nexusState is what the LU keeps per I_T nexus (SAM-5 5.14).
@@ -173,6 +177,7 @@ func NewLogicalUnit(cfg LUConfig, b Backend) (*LogicalUnit, error) {
 	if err := lu.initExtras(); err != nil {
 		return nil, err
 	}
+	lu.initALUA()
 	return lu, nil
 }
 
@@ -195,6 +200,7 @@ func (lu *LogicalUnit) Backend() Backend { return lu.be }
 
 // Close releases the backend. No command may be in flight.
 func (lu *LogicalUnit) Close() error {
+	lu.closeALUA()
 	lu.closeExtras()
 	return lu.be.Close()
 }
@@ -356,7 +362,7 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 		}
 	}()
 	lu.capacity() // notice resizes before unit attentions are reported
-	e, lerr := lu.table.lookup(r.cmd.CDB)
+	e, lerr := lu.lookup(r.cmd.CDB)
 	r.entry = e
 
 	// SAM-5 5.14: a pending unit attention is reported on the next command
@@ -418,33 +424,6 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 		}
 	}
 	return e.exec(r, c)
-}
-
-// aluaCheck enforces the access state of the port the command came in on
-// (SPC-4 5.16.2.4).
-func (lu *LogicalUnit) aluaCheck(r *request) error {
-	if lu.cfg.ALUA == nil || r.nexus == nil {
-		return nil
-	}
-	st := lu.cfg.ALUA.StateOf(r.nexus.RelativeTargetPort)
-	if st == alua.ActiveOptimized || st == alua.ActiveNonOptimized {
-		return nil
-	}
-	if r.entry.Flags&opALUAStandby != 0 {
-		return nil
-	}
-	switch st {
-	case alua.Transitioning:
-		// SPC-4 5.16.2.6: NOT READY, ASYMMETRIC ACCESS STATE TRANSITION.
-		return newCC(SenseNotReady, 0x04, 0x0A)
-	case alua.Standby:
-		// SPC-4 5.16.2.4.4: NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET
-		// PORT IN STANDBY STATE.
-		return newCC(SenseNotReady, 0x04, 0x0B)
-	default:
-		// SPC-4 5.16.2.4.5: ... TARGET PORT IN UNAVAILABLE STATE.
-		return newCC(SenseNotReady, 0x04, 0x0C)
-	}
 }
 
 // finish turns err into the response and records statistics.

@@ -1,67 +1,5 @@
 package scsi
 
-import "github.com/rbdgw/rbdgw/alua"
-
-// ReportTPG is REPORT TARGET PORT GROUPS, MAINTENANCE IN 0Ah (SPC-4 6.37).
-type ReportTPG struct {
-	Extended bool // PARAMETER DATA FORMAT 001b: extended header
-	Alloc    uint32
-}
-
-func decodeReportTPG(cdb []byte) (ReportTPG, error) {
-	// SPC-4 6.37 table 165: formats 000b and 001b are defined, the rest
-	// reserved: INVALID FIELD IN CDB.
-	f := cdb[1] >> 5
-	if f > 1 {
-		return ReportTPG{}, invalidCDB(1, 7)
-	}
-	return ReportTPG{Extended: f == 1, Alloc: be32(cdb[6:])}, nil
-}
-
-// implicitTransitionSeconds is the IMPLICIT TRANSITION TIME of the extended
-// header: how long an ownership move may keep a group Transitioning.
-const implicitTransitionSeconds = 10
-
-func execReportTPG(r *request, c ReportTPG) error {
-	groups := r.lu.portGroups(r.nexus)
-	b := make([]byte, 4, 64)
-	if c.Extended {
-		b = append(b, 0x10, implicitTransitionSeconds, 0, 0)
-	}
-	for _, g := range groups {
-		d := make([]byte, 8, 8+4*len(g.RelativePorts))
-		d[0] = byte(g.State) & 0x0F
-		if g.Preferred {
-			d[0] |= 0x80
-		}
-		// T_SUP, U_SUP, S_SUP, AN_SUP, AO_SUP: the states we may report.
-		d[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01
-		put16(d[2:], g.ID)
-		d[7] = byte(len(g.RelativePorts))
-		for _, p := range g.RelativePorts {
-			d = append(d, 0, 0, byte(p>>8), byte(p))
-		}
-		b = append(b, d...)
-	}
-	put32(b, uint32(len(b)-4))
-	r.dataIn(b, int(c.Alloc))
-	return nil
-}
-
-// portGroups returns the LU's port groups, or a single Active/Optimized
-// group made of the port the command came in on when no ALUA is configured.
-func (lu *LogicalUnit) portGroups(n *Nexus) []alua.Group {
-	if lu.cfg.ALUA != nil {
-		return lu.cfg.ALUA.Groups()
-	}
-	g := alua.Group{State: alua.ActiveOptimized, Preferred: true}
-	if n != nil {
-		g.ID = n.TargetPortGroup
-		g.RelativePorts = []uint16{n.RelativeTargetPort}
-	}
-	return []alua.Group{g}
-}
-
 // ReportOpcodes is REPORT SUPPORTED OPERATION CODES, MAINTENANCE IN 0Ch
 // (SPC-4 6.35).
 type ReportOpcodes struct {
@@ -99,6 +37,9 @@ func execReportOpcodes(r *request, c ReportOpcodes) error {
 		// All commands (SPC-4 6.35.2).
 		b = make([]byte, 4)
 		for _, e := range t.entries() {
+			if !r.lu.offers(e) {
+				continue
+			}
 			d := make([]byte, 8)
 			d[0] = e.Opcode
 			put16(d[2:], e.SA)
@@ -140,6 +81,9 @@ func execReportOpcodes(r *request, c ReportOpcodes) error {
 			} else {
 				e = t.ops[c.Opcode]
 			}
+		}
+		if e != nil && !r.lu.offers(e) {
+			e = nil
 		}
 		// One command format (SPC-4 6.35.3): SUPPORT 001b (not supported)
 		// or 011b (supported as the standard says).

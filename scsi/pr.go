@@ -26,7 +26,7 @@ func registerPR(t *opcodeTable) {
 	for _, sa := range []byte{prOutRegister, prOutReserve, prOutRelease, prOutClear, prOutPreempt,
 		prOutPreemptAndAbort, prOutRegisterIgnore, prOutRegisterAndMove} {
 		t.add(define("PERSISTENT RESERVE OUT", usage(0x5F, sa, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x07),
-			opALUAStandby, decodePersistentReserveOut, execPersistentReserveOut).withSA(uint16(sa)))
+			opALUAStandby|opOwner, decodePersistentReserveOut, execPersistentReserveOut).withSA(uint16(sa)))
 	}
 }
 

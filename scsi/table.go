@@ -28,6 +28,24 @@ const (
 	// (SPC-4 5.16.2.4.4: INQUIRY, REPORT LUNS, REPORT TARGET PORT GROUPS,
 	// MODE SENSE, REQUEST SENSE, ...).
 	opALUAStandby
+	// opALUAUnavailable: allowed when the port group is Unavailable (SPC-4
+	// 5.16.2.4.5: INQUIRY, REPORT LUNS, REPORT and SET TARGET PORT GROUPS,
+	// REQUEST SENSE).
+	opALUAUnavailable
+	// opALUATransitioning: allowed while the port group is Transitioning
+	// (SPC-4 5.16.2.6: INQUIRY, REPORT LUNS, REPORT TARGET PORT GROUPS,
+	// REQUEST SENSE).
+	opALUATransitioning
+	// opExplicitALUA: offered only by an LU with explicit ALUA (SET TARGET
+	// PORT GROUPS); elsewhere it is an unsupported service action.
+	opExplicitALUA
+	// opOwner: executed only by the gateway that owns the LU, so it passes
+	// the ownership gate like a media command (PERSISTENT RESERVE OUT).
+	opOwner
+	// opAnyGateway: a media command every gateway answers from what all of
+	// them know (READ CAPACITY): not gated by ownership, so path probes at
+	// a non-owner neither fail nor count as demand.
+	opAnyGateway
 )
 
 // opEntry is one command of the opcode table (house rule 7).
@@ -63,6 +81,7 @@ var saField = map[byte]bool{0x9E: true, 0x9F: true, 0xA3: true, 0xA4: true, 0x5E
 func newOpcodeTable() *opcodeTable {
 	t := &opcodeTable{sa: map[byte]map[uint16]*opEntry{}}
 	registerCore(t)
+	registerALUA(t)
 	registerExtras(t)
 	return t
 }
