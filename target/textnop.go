@@ -63,7 +63,7 @@ func (c *conn) textInOrder(p *TextReq, _ *[bhsLen]byte) error {
 					targets = []*Target{t}
 				}
 			}
-			out = append(out, SendTargets(targets, c.params.InitiatorName, kv.Value)...)
+			out = append(out, SendTargets(targets, c.params.InitiatorName, kv.Value, localIP(c.nc))...)
 		default:
 			// RFC 7143 6.2.1: unknown keys are answered NotUnderstood.
 			out = append(out, KeyValue{Key: kv.Key, Value: "NotUnderstood"})
