@@ -33,9 +33,16 @@ const conformanceLUNSize = 128 << 20
 // crash or hang), and compares the outcomes with
 // tests/conformance/expected.txt.
 func TestConformance(t *testing.T) {
+	runConformance(t, nil)
+}
+
+// runConformance is TestConformance with file-backed LUNs, or with LUNs
+// on RBD images when rbd is set (TestConformanceRBD): the same tests,
+// expectations and bar.
+func runConformance(t *testing.T, rbd *rbdSpec) {
 	needTools(t, "iscsi-test-cu", "iscsi-inq")
 	kind := e2eTarget()
-	if p := os.Getenv("RBDGW_CONFORMANCE_PEER"); p != "" {
+	if p := os.Getenv("RBDGW_CONFORMANCE_PEER"); p != "" && rbd == nil {
 		kind = p
 	}
 	names, err := listConformanceTests()
@@ -67,7 +74,7 @@ func TestConformance(t *testing.T) {
 
 	// One target (and LUN) per worker: libiscsi's tests reserve, reset and
 	// rewrite their LUN, which must not disturb the test running beside.
-	spec := serverSpec{}
+	spec := serverSpec{RBD: rbd}
 	for i := 0; i < jobs; i++ {
 		spec.Targets = append(spec.Targets, targetDef{IQN: fmt.Sprintf("iqn.2026-01.io.rbdgw.test:conf%d", i), Size: conformanceLUNSize})
 	}
@@ -75,7 +82,11 @@ func TestConformance(t *testing.T) {
 	roTarget := len(spec.Targets)
 	spec.Targets = append(spec.Targets, targetDef{IQN: "iqn.2026-01.io.rbdgw.test:conf-ro", Size: conformanceLUNSize, ReadOnly: true})
 	srv := startServer(t, kind, spec)
-	logDir := filepath.Join(repoRoot(), "tests", "results", "conformance-"+kind)
+	label := kind
+	if rbd != nil {
+		label += "-rbd"
+	}
+	logDir := filepath.Join(repoRoot(), "tests", "results", "conformance-"+label)
 	_ = os.RemoveAll(logDir)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -117,7 +128,7 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	summary := fmt.Sprintf("conformance: %d passed, %d failed, %d skipped, %d crashes, %d hangs", np, nf, ns, sup.crashes, sup.hangs)
-	t.Logf("%s (%s, %d tests in %v, logs in %s)", summary, kind, len(names), time.Since(start).Round(time.Second), logDir)
+	t.Logf("%s (%s, %d tests in %v, logs in %s)", summary, label, len(names), time.Since(start).Round(time.Second), logDir)
 	fmt.Println(summary)
 
 	got := map[string]string{}
@@ -136,7 +147,7 @@ func TestConformance(t *testing.T) {
 		t.Logf("peer %s: results in %s, not compared with %s", kind, filepath.Join(logDir, "results.txt"), expPath)
 		return
 	}
-	if os.Getenv("RBDGW_CONFORMANCE_UPDATE") == "1" {
+	if os.Getenv("RBDGW_CONFORMANCE_UPDATE") == "1" && rbd == nil {
 		if os.Getenv("RBDGW_CONFORMANCE_FILTER") != "" {
 			// Keep the lines of tests that were not run.
 			old, _ := readExpectations(expPath)

@@ -11,7 +11,10 @@
 //	RBDGW_CONFORMANCE_FILTER=RE   run only the libiscsi tests matching RE
 //	RBDGW_CONFORMANCE_JOBS=N      tests run at once (default 2, at most 2 LUNs)
 //	RBDGW_CONFORMANCE_TIMEOUT=D   per-test timeout (default 60s)
-//	RBDGW_GO_TAGS=rbd,pacific     build tags for the rbdgw binary (make sets them)
+//	RBDGW_GO_TAGS=rbd,pacific     build tags for the rbdgw binary (make sets them;
+//	                              the default when RBDGW_CEPH_CONF is set)
+//	RBDGW_CEPH_CONF=FILE          run the RBD tests against this cluster
+//	                              (ceph/micro-cluster.sh starts one)
 package tests
 
 import (
@@ -58,7 +61,11 @@ func runMain(m *testing.M) int {
 // Makefile passes in RBDGW_GO_TAGS (its librbd backend: "rbd,pacific").
 func buildRbdgw(out string) error {
 	args := []string{"build"}
-	if tags := os.Getenv("RBDGW_GO_TAGS"); tags != "" {
+	tags := os.Getenv("RBDGW_GO_TAGS")
+	if tags == "" && os.Getenv("RBDGW_CEPH_CONF") != "" {
+		tags = "rbd,pacific" // the RBD tests need the librbd backend
+	}
+	if tags != "" {
 		args = append(args, "-tags", tags)
 	}
 	cmd := exec.Command("go", append(args, "-o", out, "./cmd/rbdgw")...)

@@ -43,6 +43,9 @@ type targetDef struct {
 type serverSpec struct {
 	Targets       []targetDef
 	DiscoveryAuth *chap
+	// RBD, when set, backs every LUN with an RBD image instead of a file
+	// (rbdgw only; rbd_harness_test.go).
+	RBD *rbdSpec
 }
 
 // server is a running iSCSI target implementation under test.
@@ -155,11 +158,13 @@ type cfgDisk struct {
 	Backend  string `json:"backend"`
 	Size     string `json:"size"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	Create   bool   `json:"create,omitempty"`
 }
 type cfgFile struct {
 	Portals       []string    `json:"portals"`
 	DataDir       string      `json:"data_dir"`
 	DiscoveryAuth *cfgCHAP    `json:"discovery_auth,omitempty"`
+	Ceph          *cfgCeph    `json:"ceph,omitempty"`
 	Disks         []cfgDisk   `json:"disks"`
 	Targets       []cfgTarget `json:"targets"`
 }
@@ -195,25 +200,20 @@ func startRbdgw(dir string, spec serverSpec) (*rbdgwServer, error) {
 
 // writeConfig writes spec as rbdgw's JSON configuration.
 func (s *rbdgwServer) writeConfig(spec serverSpec) error {
-	cfg := cfgFile{Portals: []string{s.portal}, DataDir: s.dataDir, DiscoveryAuth: toCfgCHAP(spec.DiscoveryAuth)}
+	cfg := cfgFile{Portals: []string{s.portal}, DataDir: s.dataDir, DiscoveryAuth: toCfgCHAP(spec.DiscoveryAuth), Ceph: spec.RBD.ceph()}
 	for i, td := range spec.Targets {
 		disk := fmt.Sprintf("disk%d", i)
-		if td.ReadOnly {
+		if td.ReadOnly && spec.RBD == nil {
 			// rbdgw creates missing images, but not read-only ones.
 			if err := makeImage(filepath.Join(s.dir, disk+".img"), td.Size); err != nil {
 				return err
 			}
 		}
-		cfg.Disks = append(cfg.Disks, cfgDisk{
-			Name:     disk,
-			Backend:  "file:" + filepath.Join(s.dir, disk+".img"),
-			Size:     fmt.Sprintf("%d", td.Size),
-			ReadOnly: td.ReadOnly,
-		})
+		cfg.Disks = append(cfg.Disks, s.disk(spec.RBD, disk, td.Size, td.ReadOnly))
 		ct := cfgTarget{IQN: td.IQN, Auth: toCfgCHAP(td.Auth), LUNs: []cfgLUN{{LUNID: 0, Disk: disk}}}
 		for l := 1; l <= td.ExtraLUNs; l++ {
 			extra := fmt.Sprintf("disk%d-%d", i, l)
-			cfg.Disks = append(cfg.Disks, cfgDisk{Name: extra, Backend: "file:" + filepath.Join(s.dir, extra+".img"), Size: fmt.Sprintf("%d", td.Size)})
+			cfg.Disks = append(cfg.Disks, s.disk(spec.RBD, extra, td.Size, false))
 			ct.LUNs = append(ct.LUNs, cfgLUN{LUNID: uint64(l), Disk: extra})
 		}
 		for _, h := range td.Hosts {
@@ -226,6 +226,16 @@ func (s *rbdgwServer) writeConfig(spec serverSpec) error {
 		return err
 	}
 	return os.WriteFile(s.cfgPath, b, 0o600)
+}
+
+// disk is the configuration of one disk: an image file in the server's
+// directory, or an RBD image named after the disk when rbd is set.
+func (s *rbdgwServer) disk(rbd *rbdSpec, name string, size int64, readOnly bool) cfgDisk {
+	d := cfgDisk{Name: name, Backend: "file:" + filepath.Join(s.dir, name+".img"), Size: fmt.Sprintf("%d", size), ReadOnly: readOnly}
+	if rbd != nil {
+		d.Backend, d.Create = "rbd:"+rbd.image(name), true
+	}
+	return d
 }
 
 // makeImage creates a sparse image file of size bytes if none exists.
