@@ -1,6 +1,8 @@
 package scsi
 
 import (
+	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -118,4 +120,33 @@ func (lu *LogicalUnit) abortPreempted(self *Nexus, preempted []PRPort) bool {
 		}
 		return false
 	})
+}
+
+// quiescePoll is how often Quiesce looks at the task counters.
+const quiescePoll = time.Millisecond
+
+// Quiesce waits until no command of any nexus is in the device server, or
+// ctx ends. A gateway handing the LU to another calls it after it stopped
+// admitting media commands, so that none of its writes lands after the
+// next owner's first.
+func (lu *LogicalUnit) Quiesce(ctx context.Context) error {
+	for {
+		busy := false
+		lu.mu.Lock()
+		for _, st := range lu.nexuses {
+			if st.tasks.running[0].Load() > 0 || st.tasks.running[1].Load() > 0 {
+				busy = true
+				break
+			}
+		}
+		lu.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scsi: LU %s: commands still in flight: %w", lu.cfg.Name, ctx.Err())
+		case <-time.After(quiescePoll):
+		}
+	}
 }

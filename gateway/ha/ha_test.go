@@ -1,0 +1,284 @@
+package ha_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rbdgw/rbdgw/alua"
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/ha"
+	"github.com/rbdgw/rbdgw/rbdlun"
+	"github.com/rbdgw/rbdgw/scsi"
+)
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// startEtcd starts an embedded single-member etcd for the test.
+func startEtcd(t *testing.T) []string {
+	t.Helper()
+	e, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), freeURL(t), freeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e.Endpoints()
+}
+
+func newClient(t *testing.T, eps []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+const prefix = "/rbdgw/state/v1/test/"
+
+func join(t *testing.T, eps []string, self string) (*ha.Cluster, *clientv3.Client) {
+	t.Helper()
+	cli := newClient(t, eps)
+	c, err := ha.Join(context.Background(), cli, ha.Options{Self: self, StatePrefix: prefix, LeaseTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cli
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestMembershipSeesGatewaysJoinAndLeave(t *testing.T) {
+	eps := startEtcd(t)
+	a, _ := join(t, eps, "gw-a")
+	defer a.Leave()
+	b, _ := join(t, eps, "gw-b")
+	waitFor(t, "gw-a sees gw-b", 2*time.Second, func() bool { return len(a.Membership().Live()) == 2 })
+	if !a.Membership().Valid() || !b.Membership().Valid() {
+		t.Fatal("fresh leases are not valid")
+	}
+	// A clean leave revokes the lease: seen at once, not after the TTL.
+	b.Leave()
+	took := waitFor(t, "gw-a sees gw-b leave", time.Second, func() bool { return len(a.Membership().Live()) == 1 })
+	t.Logf("clean leave seen after %s", took)
+}
+
+// A gateway that stops talking to etcd (crash, SIGSTOP) drops out after
+// its lease TTL, and its own view of the lease ends before etcd's.
+func TestLeaseExpiresWhenGatewayGoesSilent(t *testing.T) {
+	eps := startEtcd(t)
+	a, _ := join(t, eps, "gw-a")
+	defer a.Leave()
+	b, bcli := join(t, eps, "gw-b")
+	waitFor(t, "gw-a sees gw-b", 2*time.Second, func() bool { return len(a.Membership().Live()) == 2 })
+	start := time.Now()
+	bcli.Close() // no more keep-alives, no revoke
+	waitFor(t, "gw-b's own lease view ends", 3*time.Second, func() bool { return !b.Membership().Valid() })
+	bInvalid := time.Since(start)
+	waitFor(t, "gw-a sees gw-b's lease expire", 6*time.Second, func() bool { return len(a.Membership().Live()) == 1 })
+	expired := time.Since(start)
+	t.Logf("gw-b stopped trusting its lease after %s; etcd expired it after %s", bInvalid, expired)
+	if bInvalid >= expired {
+		t.Fatalf("gw-b trusted its lease (%s) until after etcd expired it (%s)", bInvalid, expired)
+	}
+	b.Leave()
+}
+
+// gatewayLU is one gateway's view of a shared file image: its own file
+// backend, LU, port groups and ownership driver.
+type gatewayLU struct {
+	lu     *scsi.LogicalUnit
+	groups *alua.Dynamic
+	drv    *ha.Driver
+}
+
+func serveLU(t *testing.T, c *ha.Cluster, self, image string, opts func(*alua.OwnerConfig)) *gatewayLU {
+	t.Helper()
+	be, err := rbdlun.OpenFile(image, 1<<20, rbdlun.FileOptions{NoLock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := alua.NewDynamic([]alua.Group{
+		{ID: 1, State: alua.ActiveNonOptimized, RelativePorts: []uint16{1}},
+		{ID: 2, State: alua.ActiveNonOptimized, RelativePorts: []uint16{2}},
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{Name: "disk0", ALUA: groups, PRStore: c.PRStore()}, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lu.Close() })
+	oc := alua.DefaultOwnerConfig("disk0", self, []string{"gw-a", "gw-b"})
+	oc.DemandWindow, oc.DemandGap, oc.MinHold, oc.ReleaseTimeout = 500*time.Millisecond, 300*time.Millisecond, time.Second, 2*time.Second
+	if opts != nil {
+		opts(&oc)
+	}
+	drv, err := c.AddLU(ha.LUConfig{Owner: oc, Groups: groups, GroupOf: map[string]uint16{"gw-a": 1, "gw-b": 2},
+		Lock: &ha.FileImage{Path: image, Backend: be}, LU: lu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gatewayLU{lu: lu, groups: groups, drv: drv}
+}
+
+// One gateway serves (Active/Optimized at its port), the other answers
+// TRANSITIONING; when the owner goes silent the survivor takes over after
+// the lease expires, and the silent owner admits nothing any more.
+func TestFailoverAfterOwnerLeaseExpires(t *testing.T) {
+	eps := startEtcd(t)
+	image := filepath.Join(t.TempDir(), "disk0.img")
+	a, acli := join(t, eps, "gw-a")
+	b, bcli := join(t, eps, "gw-b")
+	la := serveLU(t, a, "gw-a", image, nil)
+	lb := serveLU(t, b, "gw-b", image, nil)
+	waitFor(t, "one owner", 5*time.Second, func() bool { return la.drv.Serving() != lb.drv.Serving() })
+	owner, other, ownerCli, survivor := la, lb, acli, b
+	ownerPort, otherPort := uint16(1), uint16(2)
+	if lb.drv.Serving() {
+		owner, other, ownerCli, survivor = lb, la, bcli, a
+		ownerPort, otherPort = 2, 1
+	}
+	defer survivor.Leave()
+	if st := owner.groups.Admit(ownerPort); st != alua.ActiveOptimized {
+		t.Fatalf("owner admits media as %v", st)
+	}
+	if st := other.groups.Admit(otherPort); st != alua.Transitioning {
+		t.Fatalf("non-owner admits media as %v, want transitioning", st)
+	}
+	ownerCli.Close() // the owner goes silent
+	took := waitFor(t, "survivor serves", 8*time.Second, func() bool { return other.drv.Serving() })
+	if st := owner.groups.Admit(ownerPort); st == alua.ActiveOptimized {
+		t.Fatal("the silent owner still admits media commands after the takeover")
+	}
+	t.Logf("failover after the owner went silent: %s (lease TTL 2s)", took)
+}
+
+// ownerOf returns which of two gateways' LUs serves, waiting for one.
+func ownerOf(t *testing.T, la, lb *gatewayLU) (owner, other *gatewayLU, otherPort uint16) {
+	t.Helper()
+	waitFor(t, "one owner", 5*time.Second, func() bool { return la.drv.Serving() != lb.drv.Serving() })
+	if la.drv.Serving() {
+		return la, lb, 2
+	}
+	return lb, la, 1
+}
+
+// hammer sends media demand to port on g every 20 ms until stop closes.
+func hammer(g *gatewayLU, port uint16, stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(20 * time.Millisecond):
+			g.groups.Admit(port)
+		}
+	}
+}
+
+// Sustained demand at a non-owner moves the LU there gracefully (the
+// owner drains and releases; no fencing); contending demand from both
+// sides moves it at most once per ContendedHold.
+func TestDemandMovesOwnershipWithoutPingPong(t *testing.T) {
+	eps := startEtcd(t)
+	image := filepath.Join(t.TempDir(), "disk0.img")
+	a, _ := join(t, eps, "gw-a")
+	b, _ := join(t, eps, "gw-b")
+	defer a.Leave()
+	defer b.Leave()
+	contended := func(oc *alua.OwnerConfig) { oc.ContendedHold = 2 * time.Second }
+	la := serveLU(t, a, "gw-a", image, contended)
+	lb := serveLU(t, b, "gw-b", image, contended)
+	owner, other, otherPort := ownerOf(t, la, lb)
+	epoch := owner.drv.Owner().Epoch
+
+	stop := make(chan struct{})
+	go hammer(other, otherPort, stop)
+	took := waitFor(t, "ownership follows sustained demand", 10*time.Second, func() bool { return other.drv.Serving() })
+	close(stop)
+	if owner.drv.Serving() {
+		t.Fatal("both gateways serve")
+	}
+	if e := other.drv.Owner().Epoch; e != epoch+1 {
+		t.Fatalf("epoch %d after one move from %d", e, epoch)
+	}
+	t.Logf("graceful move after sustained demand: %s", took)
+
+	// Contention: both gateways get I/O for 6 s.
+	before := other.drv.Owner().Epoch
+	stop = make(chan struct{})
+	go hammer(la, 1, stop)
+	go hammer(lb, 2, stop)
+	time.Sleep(6 * time.Second)
+	close(stop)
+	moves := lb.drv.Owner().Epoch - before
+	t.Logf("ownership moves during 6 s of contention (ContendedHold 2s): %d", moves)
+	if moves > 3 {
+		t.Fatalf("ownership moved %d times in 6 s of contention (ping-pong)", moves)
+	}
+}
+
+// The reservation store is a compare-and-swap on the state's version, and
+// every gateway hears of a commit.
+func TestPRStoreCompareAndSwap(t *testing.T) {
+	eps := startEtcd(t)
+	s1 := ha.NewPRStore(newClient(t, eps), prefix)
+	s2 := ha.NewPRStore(newClient(t, eps), prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heard := make(chan string, 4)
+	go s2.Watch(ctx, func(lu string) { heard <- lu })
+	time.Sleep(100 * time.Millisecond) // let the watch start
+
+	st, err := s1.Load("lu/1")
+	if err != nil || st.Version != 0 {
+		t.Fatalf("empty load: %+v %v", st, err)
+	}
+	st.Version = 1
+	st.Generation = 7
+	if err := s1.Save("lu/1", st); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case lu := <-heard:
+		if lu != "lu/1" {
+			t.Fatalf("watch reported %q", lu)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the other gateway did not hear of the commit")
+	}
+	// A gateway with the old copy (version 0) cannot overwrite it.
+	old := &scsi.PRState{Version: 1, Generation: 1}
+	if err := s2.Save("lu/1", old); !errors.Is(err, scsi.ErrPRStale) {
+		t.Fatalf("stale save: %v, want ErrPRStale", err)
+	}
+	got, err := s2.Load("lu/1")
+	if err != nil || got.Version != 1 || got.Generation != 7 {
+		t.Fatalf("after the stale save: %+v %v", got, err)
+	}
+}
