@@ -1,6 +1,8 @@
 package alua
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -16,6 +18,9 @@ type Record struct {
 	Epoch uint64
 	// Request names a gateway asking the live owner for a graceful handoff.
 	Request string
+	// Explicit marks a Request made by SET TARGET PORT GROUPS: an
+	// initiator asked for it, so the owner grants it without damping.
+	Explicit bool
 	// Rev is the store's revision of the record (etcd ModRevision); every
 	// write increases it. The machine ignores records older than its own.
 	Rev uint64
@@ -204,6 +209,14 @@ func (o *Owner) Observe(now time.Time, obs Observation) []Action {
 			acts = append(acts, Action{Kind: ActStopServing})
 			o.phase = phaseFollower
 		}
+	case phaseFollower:
+		if o.rec.Request == self && o.rec.Owner != self && o.ownerAlive() {
+			// Another gateway asked on our behalf (SET TARGET PORT GROUPS
+			// received there): follow the request through like our own.
+			o.phase = phaseRequesting
+			o.deadline = now.Add(o.cfg.ReleaseTimeout)
+			o.sentRev = o.rec.Rev
+		}
 	case phaseRequesting:
 		switch {
 		case o.rec.Owner == self:
@@ -284,6 +297,74 @@ func (o *Owner) Released(now time.Time, err error) []Action {
 	return append(acts, o.publish()...)
 }
 
+// Errors of Explicit; the device server answers SET TARGET PORT GROUPS
+// COMMAND FAILED for any of them.
+var (
+	ErrNotInCluster   = errors.New("alua: this gateway's lease is not alive")
+	ErrGatewayDown    = errors.New("alua: the requested gateway is not alive")
+	ErrMoveInProgress = errors.New("alua: an ownership move is already in progress")
+)
+
+// Explicit asks for target to become the LU's owner because an initiator
+// said so (SET TARGET PORT GROUPS naming target's group Active/Optimized,
+// received by this gateway). Explicit moves skip the damping: the owner
+// hands over as soon as it can. Any gateway may relay the request; the
+// target follows it through (and fences an owner that does not answer).
+func (o *Owner) Explicit(now time.Time, target string) ([]Action, error) {
+	switch {
+	case !o.known || !o.selfLive():
+		return nil, ErrNotInCluster
+	case !o.live[target]:
+		return nil, fmt.Errorf("%w: %q", ErrGatewayDown, target)
+	case target == o.rec.Owner && (target != o.cfg.Self || o.phase == phaseServing):
+		return nil, nil // already there
+	}
+	if o.phase == phaseServing {
+		// The owner itself was asked: hand over directly.
+		o.answeredRev = o.rec.Rev
+		o.phase = phaseReleasing
+		acts := []Action{{Kind: ActRelease, Expect: o.rec, Write: Record{Owner: target, Epoch: o.rec.Epoch + 1}}}
+		return append(acts, o.publish()...), nil
+	}
+	if o.rec.Request != "" || o.phase != phaseFollower || !o.ownerAlive() {
+		// A move is under way (or a dead owner's LU is about to be
+		// claimed): the initiator retries after the next 2A/06.
+		return nil, ErrMoveInProgress
+	}
+	w := o.rec
+	w.Request, w.Explicit, w.Rev = target, true, 0
+	act := Action{Kind: ActRequest, Expect: o.rec, Write: w}
+	if target == o.cfg.Self {
+		o.phase = phaseRequesting
+		o.deadline = now.Add(o.cfg.ReleaseTimeout)
+		o.sentRev = o.rec.Rev
+	}
+	return append([]Action{act}, o.publish()...), nil
+}
+
+// ExplicitTarget is the gateway an explicit request makes the owner: the
+// one whose group it asks to be Active/Optimized ("" when it asks none).
+// gatewayOf maps target port group ids to gateway ids. Asking two groups
+// to be Active/Optimized, or naming a group of no gateway, is an error:
+// an LU has one owner.
+func ExplicitTarget(req ExplicitRequest, gatewayOf map[uint16]string) (string, error) {
+	target := ""
+	for _, w := range req.Want {
+		if w.State != ActiveOptimized {
+			continue
+		}
+		gw, ok := gatewayOf[w.Group]
+		if !ok {
+			return "", fmt.Errorf("alua: target port group %d belongs to no gateway", w.Group)
+		}
+		if target != "" && target != gw {
+			return "", fmt.Errorf("alua: groups of %s and %s both asked to be active/optimized; an LU has one owner", target, gw)
+		}
+		target = gw
+	}
+	return target, nil
+}
+
 // evaluate takes the decisions that depend on time and demand.
 func (o *Owner) evaluate(now time.Time) []Action {
 	if !o.known || !o.selfLive() {
@@ -349,7 +430,7 @@ func (o *Owner) answerRequest(now time.Time) Action {
 	held := now.Sub(o.since)
 	idle := now.Sub(o.lastLocalIO) >= o.cfg.DemandWindow
 	failback := o.cfg.Failback == FailbackPreferred && req == o.cfg.Preferred
-	if o.live[req] && held >= o.cfg.MinHold && (idle || failback || held >= o.cfg.ContendedHold) {
+	if o.live[req] && (o.rec.Explicit || held >= o.cfg.MinHold && (idle || failback || held >= o.cfg.ContendedHold)) {
 		o.phase = phaseReleasing
 		return Action{Kind: ActRelease, Expect: o.rec, Write: Record{Owner: req, Epoch: o.rec.Epoch + 1}}
 	}
@@ -358,7 +439,7 @@ func (o *Owner) answerRequest(now time.Time) Action {
 
 func (o *Owner) deny() Action {
 	w := o.rec
-	w.Request, w.Rev = "", 0
+	w.Request, w.Explicit, w.Rev = "", false, 0
 	return Action{Kind: ActDeny, Expect: o.rec, Write: w}
 }
 

@@ -36,6 +36,9 @@ type step struct {
 	wantState AccessState
 	phase     string
 	check     func(t *testing.T, acts []Action)
+	// target and wantErr: the "explicit" input.
+	target  string
+	wantErr error
 }
 
 func runSteps(t *testing.T, cfg OwnerConfig, steps []step) {
@@ -58,6 +61,12 @@ func runSteps(t *testing.T, cfg OwnerConfig, steps []step) {
 			}
 		case "tick":
 			acts = o.Tick(now)
+		case "explicit":
+			var err error
+			acts, err = o.Explicit(now, s.target)
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("step %d (t=%v explicit %s): error %v, want %v", i, s.at, s.target, err, s.wantErr)
+			}
 		case "acquired":
 			acts = o.Acquired(now, nil)
 		case "acquire-failed":
@@ -314,6 +323,35 @@ func TestOwnerMachine(t *testing.T) {
 			{at: 20.5, in: "demand", wantState: ActiveOptimized, want: none},
 			{at: 21, in: "observe", rec: ownedByBAskA, live: both, want: []ActionKind{ActRelease}},
 		}},
+		{name: "explicit: the owner asked directly hands over at once", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByAFresh, live: both, want: []ActionKind{ActServe}},
+			{at: 0.1, in: "acquired", want: none},
+			{at: 1, in: "demand", wantState: ActiveOptimized, want: none},
+			{at: 1.5, in: "explicit", target: "a", want: none, phase: "serving"},
+			{at: 2, in: "explicit", target: "b", want: []ActionKind{ActRelease}, phase: "releasing",
+				check: wantWrite(Record{Owner: "b", Epoch: 2})},
+		}},
+		{name: "explicit: a non-owner asks without damping, the owner grants within MinHold", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByB, live: both, want: none},
+			{at: 1, in: "explicit", target: "a", want: []ActionKind{ActRequest}, phase: "requesting",
+				check: wantWrite(Record{Owner: "b", Epoch: 1, Request: "a", Explicit: true})},
+		}},
+		{name: "explicit: the busy owner grants an explicit request at once", self: "b", steps: []step{
+			{at: 0, in: "observe", rec: ownedByB, live: both, want: []ActionKind{ActServe}},
+			{at: 0.1, in: "acquired", want: none},
+			{at: 1, in: "demand", wantState: ActiveOptimized, want: none},
+			{at: 1.1, in: "observe", rec: Record{Owner: "b", Epoch: 1, Request: "a", Explicit: true, Rev: 11}, live: both, want: []ActionKind{ActRelease}},
+		}},
+		{name: "explicit: refused while a move is under way or the target is down", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByBAskA, live: []string{"a", "b"}, want: none, phase: "requesting"},
+			{at: 1, in: "explicit", target: "a", want: none, wantErr: ErrMoveInProgress},
+			{at: 2, in: "explicit", target: "c", want: none, wantErr: ErrGatewayDown},
+		}},
+		{name: "explicit: a request relayed for us is followed through, fencing a silent owner", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByB, live: both, want: none},
+			{at: 1, in: "observe", rec: Record{Owner: "b", Epoch: 1, Request: "a", Explicit: true, Rev: 11}, live: both, want: none, phase: "requesting"},
+			{at: 6.1, in: "tick", want: []ActionKind{ActClaim}},
+		}},
 		{name: "an older record never replaces a newer one", self: "a", steps: []step{
 			{at: 0, in: "observe", rec: ownedByA, live: both, want: []ActionKind{ActServe}},
 			{at: 0.1, in: "acquired", want: none},
@@ -395,5 +433,47 @@ func TestOwnerConfigValidate(t *testing.T) {
 	c := DefaultOwnerConfig("disk", "a", []string{"a"})
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
+	}
+}
+
+func TestExplicitRelay(t *testing.T) {
+	// Gateway c receives the STPG for a while b owns: c writes the request
+	// on a's behalf and stays a follower.
+	cfg := DefaultOwnerConfig("disk", "c", []string{"a", "b", "c"})
+	o, err := NewOwner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Observe(at(0), Observation{Record: ownedByB, Live: []string{"a", "b", "c"}})
+	acts, err := o.Explicit(at(1), "a")
+	if err != nil || len(acts) == 0 || acts[0].Kind != ActRequest || acts[0].Write.Request != "a" || !acts[0].Write.Explicit {
+		t.Fatalf("relay: %+v, %v", acts, err)
+	}
+	if o.Phase() != "follower" {
+		t.Fatalf("relaying gateway in phase %s", o.Phase())
+	}
+	o2, _ := NewOwner(cfg)
+	if _, err := o2.Explicit(at(0), "a"); !errors.Is(err, ErrNotInCluster) {
+		t.Fatalf("Explicit before any observation: %v", err)
+	}
+}
+
+func TestExplicitTarget(t *testing.T) {
+	gw := map[uint16]string{1: "a", 2: "b"}
+	tests := []struct {
+		want    []StateRequest
+		target  string
+		wantErr bool
+	}{
+		{[]StateRequest{{1, Standby}, {2, ActiveOptimized}}, "b", false},
+		{[]StateRequest{{1, ActiveNonOptimized}}, "", false},
+		{[]StateRequest{{1, ActiveOptimized}, {2, ActiveOptimized}}, "", true},
+		{[]StateRequest{{9, ActiveOptimized}}, "", true},
+	}
+	for _, tc := range tests {
+		got, err := ExplicitTarget(ExplicitRequest{Want: tc.want}, gw)
+		if got != tc.target || (err != nil) != tc.wantErr {
+			t.Errorf("ExplicitTarget(%v) = %q, %v; want %q, error %v", tc.want, got, err, tc.target, tc.wantErr)
+		}
 	}
 }
