@@ -22,7 +22,6 @@ import "C"
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/bits"
 	"slices"
 	"syscall"
@@ -42,7 +41,7 @@ type CreateOptions struct {
 	DataPool string
 	// ObjectSize is the size of the RADOS objects the image is cut into: a
 	// power of two from 4 KiB to 32 MiB. 0 means librbd's default (4 MiB;
-	// for a clone, the parent's).
+	// for a clone, the parent's; for a copy, the source's).
 	ObjectSize int64
 	// StripeUnit and StripeCount set fancy striping (both or neither):
 	// StripeUnit bytes go to each of StripeCount objects in turn.
@@ -371,7 +370,7 @@ func (c *Cluster) ImageInfo(ctx context.Context, spec ImageSpec) (ImageInfo, err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if info.UsedBytes, err = usedBytes(img, st.Size); err != nil {
+		if info.UsedBytes, err = usedBytes(ctx, img, st.Size); err != nil {
 			return failed(err, "measure the space %s uses", spec)
 		}
 		w, err := img.ListWatchers()
@@ -429,21 +428,34 @@ func parentOf(img *rbd.Image, spec ImageSpec) (*ParentInfo, error) {
 }
 
 // usedBytes sums the extents of img's head that hold data, object-granular.
-func usedBytes(img *rbd.Image, size uint64) (int64, error) {
+func usedBytes(ctx context.Context, img *rbd.Image, size uint64) (int64, error) {
 	var used int64
+	err := eachExtent(ctx, img, size, rbd.ExcludeParent, rbd.EnableWholeObject, func(_, n uint64) { used += int64(n) })
+	return used, err
+}
+
+// eachExtent calls fn for each extent of img's head that holds data, as
+// diff-iterate reports them; a done ctx stops it with ctx's error.
+func eachExtent(ctx context.Context, img *rbd.Image, size uint64, parent rbd.DiffIncludeParent, whole rbd.DiffWholeObject, fn func(off, n uint64)) error {
 	err := img.DiffIterate(rbd.DiffIterateConfig{
 		Offset:        0,
 		Length:        size,
-		IncludeParent: rbd.ExcludeParent,
-		WholeObject:   rbd.EnableWholeObject,
-		Callback: func(_, length uint64, exists int, _ interface{}) int {
+		IncludeParent: parent,
+		WholeObject:   whole,
+		Callback: func(off, n uint64, exists int, _ interface{}) int {
+			if ctx.Err() != nil {
+				return -int(syscall.ECANCELED)
+			}
 			if exists != 0 {
-				used += int64(length)
+				fn(off, n)
 			}
 			return 0
 		},
 	})
-	return used, err
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // ListImages names the images of pool/namespace, sorted.
@@ -501,41 +513,4 @@ func (c *Cluster) ResizeImage(ctx context.Context, spec ImageSpec, size int64, a
 		}
 		return nil
 	})
-}
-
-// CopyImage copies src's current data (not its snapshots) to a new image
-// dst, shaped by o, in any pool or namespace. Zero runs are not copied. A
-// copy that fails or is cancelled part way is removed again.
-func (c *Cluster) CopyImage(ctx context.Context, src, dst ImageSpec, o CreateOptions) error {
-	opts, err := c.prepareCreate(ctx, dst, o, false)
-	if err != nil {
-		return err
-	}
-	defer opts.Destroy()
-	return c.withImage(ctx, src, true, func(_ *rados.IOContext, img *rbd.Image) error {
-		return c.withNamespace(ctx, dst.Pool, dst.Namespace, func(dio *rados.IOContext) error {
-			return copyTo(ctx, img, src, dio, dst, opts)
-		})
-	})
-}
-
-// copyTo copies the open src to dst and removes a partial copy.
-func copyTo(ctx context.Context, img *rbd.Image, src ImageSpec, dio *rados.IOContext, dst ImageSpec, opts *rbd.ImageOptions) error {
-	err := copyImage(ctx, img, dio, dst.Image, opts)
-	if err == nil {
-		return nil
-	}
-	if !is(err, syscall.EEXIST) {
-		// librbd created dst before copying: take the partial copy away.
-		if rerr := rbd.RemoveImage(dio, dst.Image); rerr != nil && !is(rerr, syscall.ENOENT) {
-			err = fmt.Errorf("%w (and removing the partial copy failed: %v)", err, rerr)
-		}
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	if is(err, syscall.EEXIST) || is(err, syscall.EINVAL) {
-		return createErr(dio, dst, err)
-	}
-	return failed(err, "copy %s to %s", src, dst)
 }

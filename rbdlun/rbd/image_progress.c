@@ -1,7 +1,7 @@
 //go:build rbd
 
 // C side of the long librbd operations that report progress (flatten,
-// resize, rollback, copy): librbd calls rbdgw_progress_cb between objects,
+// resize, rollback): librbd calls rbdgw_progress_cb between objects,
 // which hands the numbers to Go (rbdgwProgress, image_progress.go). A
 // negative return from it makes librbd stop the operation there.
 #include <stdint.h>
@@ -23,11 +23,4 @@ int rbdgw_resize(rbd_image_t img, uint64_t size, int allow_shrink, uintptr_t h) 
 
 int rbdgw_rollback(rbd_image_t img, const char *snap, uintptr_t h) {
 	return rbd_snap_rollback_with_progress(img, snap, rbdgw_progress_cb, (void *)h);
-}
-
-// Zero runs of 4 KiB and more are not written to the copy (as `rbd cp`'s
-// default --sparse-size), so a thin source gives a thin copy.
-int rbdgw_copy(rbd_image_t src, rados_ioctx_t dest, const char *name,
-	       rbd_image_options_t opts, uintptr_t h) {
-	return rbd_copy_with_progress4(src, dest, name, opts, rbdgw_progress_cb, (void *)h, 4096);
 }

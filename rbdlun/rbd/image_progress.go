@@ -2,11 +2,13 @@
 
 package rbd
 
-// The long image operations (flatten, resize, rollback, copy) through
-// librbd's *_with_progress calls, which go-ceph v0.34 does not wrap (or
-// wraps without a way to stop them). The progress callback is what makes
-// them honour a context: once ctx is done it returns -ECANCELED and librbd
+// The long image operations (flatten, resize, rollback) through librbd's
+// *_with_progress calls, which go-ceph v0.34 does not wrap (or wraps
+// without a way to stop them). The progress callback is what makes them
+// honour a context: once ctx is done it returns -ECANCELED and librbd
 // stops at the next object, so a flatten of a large clone can be abandoned.
+// (librbd's copy ignores that answer, so CopyImage copies by itself:
+// image_copy.go.)
 
 /*
 #cgo LDFLAGS: -lrbd -lrados
@@ -18,14 +20,11 @@ import "C"
 
 import (
 	"context"
-	"errors"
-	"reflect"
 	"runtime/cgo"
 	"sync"
 	"syscall"
 	"unsafe"
 
-	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 )
 
@@ -112,36 +111,4 @@ func rollbackImage(ctx context.Context, img *rbd.Image, snap string) error {
 	cs := C.CString(snap)
 	defer C.free(unsafe.Pointer(cs))
 	return withProgress(ctx, nil, func(p C.uintptr_t) C.int { return C.rbdgw_rollback(h, cs, p) })
-}
-
-func copyImage(ctx context.Context, src *rbd.Image, dest *rados.IOContext, name string, opts *rbd.ImageOptions) error {
-	h, err := imageHandle(src)
-	if err != nil {
-		return err
-	}
-	o, err := optionsHandle(opts)
-	if err != nil {
-		return err
-	}
-	cn := C.CString(name)
-	defer C.free(unsafe.Pointer(cn))
-	io := C.rados_ioctx_t(dest.Pointer())
-	return withProgress(ctx, nil, func(p C.uintptr_t) C.int { return C.rbdgw_copy(h, io, cn, o, p) })
-}
-
-// optionsField is the offset of go-ceph's rbd_image_options_t inside
-// rbd.ImageOptions (its only field), found as imageField finds the image
-// handle, so that options built with go-ceph's setters reach
-// rbd_copy_with_progress4.
-var optionsField = func() (uintptr, bool) {
-	f, ok := reflect.TypeOf(rbd.ImageOptions{}).FieldByName("options")
-	return f.Offset, ok && f.Type.Size() == unsafe.Sizeof(uintptr(0))
-}
-
-func optionsHandle(o *rbd.ImageOptions) (C.rbd_image_options_t, error) {
-	off, ok := optionsField()
-	if !ok {
-		return nil, errors.New("rbd: go-ceph's rbd.ImageOptions has no options handle field; go-ceph version unsupported")
-	}
-	return *(*C.rbd_image_options_t)(unsafe.Add(unsafe.Pointer(o), off)), nil
 }

@@ -389,6 +389,19 @@ func TestLifecycleClones(t *testing.T) {
 	fb.Close()
 	wantErr(t, "flatten a non-clone", cl.FlattenImage(ctx, children[2], nil), ErrInvalidArgument)
 
+	// A flatten while a gateway serves the clone and holds its lock: librbd
+	// hands it to the lock owner, and the served data stays the same.
+	sb := lcOpen(t, cl, children[0])
+	must(t, "lock", sb.AcquireExclusiveLock(ctx))
+	must(t, "flatten while served", cl.FlattenImage(ctx, children[0], nil))
+	if info, err := cl.ImageInfo(ctx, children[0]); err != nil || info.Parent != nil {
+		t.Fatalf("flattened while served: parent %+v %v", info.Parent, err)
+	}
+	if !bytes.Equal(mustRead(t, sb, 0, 8<<20), data) {
+		t.Fatal("data changed under the gateway during flatten")
+	}
+	sb.Close()
+
 	// With the clones gone the snapshot and the parent can go.
 	for _, ch := range children[:2] {
 		must(t, "remove clone", cl.RemoveImage(ctx, ch))
@@ -406,30 +419,71 @@ func sortSpecs(s []ImageSpec) {
 	slices.SortFunc(s, func(a, b ImageSpec) int { return strings.Compare(a.String(), b.String()) })
 }
 
+// countdownCtx turns done after left calls of Err: a way to cancel an
+// operation between two of its progress steps.
+type countdownCtx struct {
+	context.Context
+	mu   sync.Mutex
+	left int
+}
+
+func (c *countdownCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.left <= 0 {
+		return context.Canceled
+	}
+	c.left--
+	return nil
+}
+
 func TestLifecycleCopy(t *testing.T) {
 	cl := connect(t)
 	ctx := context.Background()
 	ns := lcNamespace(t, cl)
-	src := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("src")}, 8<<20, CreateOptions{})
+	src := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("src")}, 8<<20, CreateOptions{ObjectSize: 1 << 20})
+	// Data in four objects, and zeros written into a fifth: the copy
+	// reads five extents and writes four.
 	data := random(64 << 10)
 	b := lcOpen(t, cl, src)
-	lcWrite(t, b, data, 3<<20)
+	for off := int64(0); off < 8<<20; off += 2 << 20 {
+		lcWrite(t, b, data, off)
+	}
+	lcWrite(t, b, make([]byte, 64<<10), 1<<20)
 	b.Close()
 
 	dst := ImageSpec{Pool: testPool, Namespace: ns, Image: lcName("dst")}
-	must(t, "copy", cl.CopyImage(ctx, src, dst, CreateOptions{ObjectSize: 1 << 20}))
+	must(t, "copy", cl.CopyImage(ctx, src, dst, CreateOptions{}))
 	t.Cleanup(func() { lcDestroy(t, cl, dst) })
 	info, err := cl.ImageInfo(ctx, dst)
 	must(t, "info", err)
-	if info.Size != 8<<20 || info.ObjectSize != 1<<20 || info.UsedBytes != 1<<20 {
-		t.Fatalf("copy info %+v (want thin: one 1 MiB object used)", info)
+	if info.Size != 8<<20 || info.ObjectSize != 1<<20 || info.UsedBytes != 4<<20 {
+		t.Fatalf("copy info %+v (want thin: four 1 MiB objects used)", info)
 	}
 	db := lcOpen(t, cl, dst)
-	if !bytes.Equal(mustRead(t, db, 3<<20, len(data)), data) {
+	sb := lcOpen(t, cl, src)
+	if !bytes.Equal(mustRead(t, db, 0, 8<<20), mustRead(t, sb, 0, 8<<20)) {
 		t.Fatal("copy has other data")
 	}
+	sb.Close()
 	db.Close()
 	wantErr(t, "copy onto existing", cl.CopyImage(ctx, src, dst, CreateOptions{}), ErrImageExists)
+
+	// A copy cancelled part way (the context turns done during the
+	// progress calls) returns the context's error and leaves no image.
+	count := &countdownCtx{Context: ctx, left: 1 << 30}
+	probe := ImageSpec{Pool: testPool, Image: lcName("probe")}
+	must(t, "counted copy", cl.CopyImage(count, src, probe, CreateOptions{ObjectSize: 1 << 20}))
+	must(t, "remove counted copy", cl.RemoveImage(ctx, probe))
+	calls := 1<<30 - count.left
+	t.Logf("a copy checks its context %d times; cancelling at check %d", calls, calls-3)
+	half := ImageSpec{Pool: testPool, Image: lcName("half")}
+	err = cl.CopyImage(&countdownCtx{Context: ctx, left: calls - 3}, src, half, CreateOptions{ObjectSize: 1 << 20})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("copy cancelled after %d of %d context checks: %v", calls-3, calls, err)
+	}
+	_, err = cl.ImageInfo(ctx, half)
+	wantErr(t, "cancelled copy left behind", err, ErrImageNotFound)
 	wantErr(t, "copy missing", cl.CopyImage(ctx, ImageSpec{Pool: testPool, Image: lcName("none")}, dst, CreateOptions{}), ErrImageNotFound)
 	must(t, "remove copy", cl.RemoveImage(ctx, dst))
 	must(t, "remove namespace", cl.RemoveNamespace(ctx, testPool, ns))
@@ -531,4 +585,46 @@ func TestLifecycleRequireFeatures(t *testing.T) {
 	}
 	full := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("lock")}, 4<<20, CreateOptions{})
 	must(t, "default features", lcOpen(t, cl, full).RequireFeatures())
+}
+
+// TestLifecycleConcurrent: management calls from many goroutines share the
+// cluster's connection; racing creates of one name give exactly one image.
+func TestLifecycleConcurrent(t *testing.T) {
+	cl := connect(t)
+	ctx := context.Background()
+	shared := ImageSpec{Pool: testPool, Image: lcName("race")}
+	t.Cleanup(func() { lcDestroy(t, cl, shared) })
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	raced := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raced[i] = cl.CreateImage(ctx, shared, 1<<20, CreateOptions{})
+			spec := ImageSpec{Pool: testPool, Image: lcName(fmt.Sprintf("conc%d", i))}
+			errs[i] = errors.Join(
+				cl.CreateImage(ctx, spec, 4<<20, CreateOptions{}),
+				func() error { _, err := cl.ImageInfo(ctx, spec); return err }(),
+				cl.ResizeImage(ctx, spec, 8<<20, false),
+				func() error { _, err := cl.ListImages(ctx, testPool, ""); return err }(),
+				cl.RemoveImage(ctx, spec),
+			)
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for i := range n {
+		must(t, fmt.Sprintf("goroutine %d", i), errs[i])
+		switch {
+		case raced[i] == nil:
+			created++
+		case !errors.Is(raced[i], ErrImageExists):
+			t.Fatalf("racing create: %v", raced[i])
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d racing creates of one name succeeded", created)
+	}
 }
