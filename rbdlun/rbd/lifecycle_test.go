@@ -628,3 +628,31 @@ func TestLifecycleConcurrent(t *testing.T) {
 		t.Fatalf("%d racing creates of one name succeeded", created)
 	}
 }
+
+func TestLifecycleDataPool(t *testing.T) {
+	cl := connect(t)
+	ctx := context.Background()
+	lcEnsurePool2(t, cl)
+	spec := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("datapool")}, 4<<20, CreateOptions{DataPool: lcPool2})
+	b := lcOpen(t, cl, spec)
+	lcWrite(t, b, random(4096), 0)
+	b.Close()
+	info, err := cl.ImageInfo(ctx, spec)
+	must(t, "info", err)
+	if info.DataPool != lcPool2 || !slices.Contains(info.Features, "data-pool") || info.UsedBytes != 4<<20 {
+		t.Fatalf("data pool info %+v", info)
+	}
+}
+
+// TestLifecycleTrashedWithSnapshots: an image may go to the trash with its
+// snapshots, but not be purged before they are gone.
+func TestLifecycleTrashedWithSnapshots(t *testing.T) {
+	cl := connect(t)
+	ctx := context.Background()
+	spec := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("trashsnap")}, 4<<20, CreateOptions{})
+	must(t, "snapshot", cl.CreateSnapshot(ctx, spec, "keep"))
+	id, err := cl.TrashMove(ctx, spec, 0)
+	must(t, "trash with a snapshot", err)
+	wantErr(t, "purge with a snapshot", cl.TrashPurge(ctx, testPool, "", id, true), ErrImageHasSnapshots)
+	must(t, "restore", cl.TrashRestore(ctx, testPool, "", id, ""))
+}

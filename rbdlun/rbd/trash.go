@@ -210,7 +210,11 @@ func (c *Cluster) TrashPurge(ctx context.Context, pool, namespace, id string, fo
 				break
 			}
 			defer img.Close()
-			return whyBusy(ioctx, img, spec, "purge", err)
+			werr := whyBusy(ioctx, img, spec, "purge", err)
+			if e, ok := werr.(*Error); ok && e.Kind != ErrImageBusy {
+				e.Msg += " (restore the image to reach them)"
+			}
+			return werr
 		}
 		return failed(err, "purge %q (%s) from the trash", id, spec)
 	})
