@@ -473,11 +473,13 @@ func TestLifecycleCopy(t *testing.T) {
 	// progress calls) returns the context's error and leaves no image.
 	count := &countdownCtx{Context: ctx, left: 1 << 30}
 	probe := ImageSpec{Pool: testPool, Image: lcName("probe")}
+	t.Cleanup(func() { lcDestroy(t, cl, probe) })
 	must(t, "counted copy", cl.CopyImage(count, src, probe, CreateOptions{ObjectSize: 1 << 20}))
 	must(t, "remove counted copy", cl.RemoveImage(ctx, probe))
 	calls := 1<<30 - count.left
 	t.Logf("a copy checks its context %d times; cancelling at check %d", calls, calls-3)
 	half := ImageSpec{Pool: testPool, Image: lcName("half")}
+	t.Cleanup(func() { lcDestroy(t, cl, half) }) // should the refusal fail
 	err = cl.CopyImage(&countdownCtx{Context: ctx, left: calls - 3}, src, half, CreateOptions{ObjectSize: 1 << 20})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("copy cancelled after %d of %d context checks: %v", calls-3, calls, err)
@@ -493,6 +495,14 @@ func TestLifecycleTrash(t *testing.T) {
 	cl := connect(t)
 	ctx := context.Background()
 	spec := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("trash")}, 4<<20, CreateOptions{})
+	t.Cleanup(func() { // entries a failed test left in the trash
+		list, _ := cl.TrashList(ctx, testPool, "")
+		for _, e := range list {
+			if strings.HasPrefix(e.Name, spec.Image) {
+				cl.TrashPurge(ctx, testPool, "", e.ID, true)
+			}
+		}
+	})
 	b := lcOpen(t, cl, spec)
 	_, err := cl.TrashMove(ctx, spec, time.Hour)
 	wantErr(t, "trash while served", err, ErrImageBusy)
