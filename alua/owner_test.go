@@ -276,6 +276,13 @@ func TestOwnerMachine(t *testing.T) {
 			{at: 26, in: "release-failed", want: []ActionKind{ActDeny, ActServe}, phase: "acquiring"},
 			{at: 26.1, in: "acquired", want: none, phase: "serving"},
 		}},
+		{name: "owner: release fails after the LU was taken: do not serve again", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByAFresh, live: both, want: []ActionKind{ActServe}},
+			{at: 0.1, in: "acquired", want: none},
+			{at: 25, in: "observe", rec: ownedByAAskB, live: both, want: []ActionKind{ActRelease}},
+			{at: 31, in: "observe", rec: Record{Owner: "b", Epoch: 2, Rev: 12}, live: both, want: none, phase: "follower"},
+			{at: 31.1, in: "release-failed", want: none, phase: "follower"},
+		}},
 		{name: "owner loses its lease: stop serving at once", self: "a", steps: []step{
 			{at: 0, in: "observe", rec: ownedByAFresh, live: both, want: []ActionKind{ActServe}},
 			{at: 0.1, in: "acquired", want: none},
