@@ -116,26 +116,41 @@ func checkSize(spec ImageSpec, size int64) error {
 	return nil
 }
 
-// poolCtx opens an I/O context on pool, within namespace, over the shared
-// connection; done releases both.
-func (c *Cluster) poolCtx(ctx context.Context, pool, namespace string) (ioctx *rados.IOContext, done func(), err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	rc, err := c.acquire(false)
-	if err != nil {
-		return nil, nil, err
-	}
-	ioctx, err = rc.conn.OpenIOContext(pool)
-	if err != nil {
-		c.release(rc)
-		if is(err, syscall.ENOENT) {
-			return nil, nil, refuse(ErrPoolNotFound, err, "pool %q does not exist", pool)
+// onPool runs f on an I/O context in pool/namespace over the cluster's
+// shared connection. That connection is the one the gateway's backends
+// use, so another gateway breaking one of their locks blocklists it; when
+// f finds it so (ESHUTDOWN), onPool replaces it, as a backend's Reconnect
+// would, and runs f once more.
+func (c *Cluster) onPool(ctx context.Context, pool, namespace string, f func(ioctx *rados.IOContext) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		return nil, nil, failed(err, "open pool %q", pool)
+		rc, err := c.acquire(false)
+		if err != nil {
+			return err
+		}
+		ioctx, err := rc.conn.OpenIOContext(pool)
+		if err != nil {
+			c.release(rc)
+			if is(err, syscall.ENOENT) {
+				return refuse(ErrPoolNotFound, err, "pool %q does not exist", pool)
+			}
+			return failed(err, "open pool %q", pool)
+		}
+		ioctx.SetNamespace(namespace)
+		err = f(ioctx)
+		ioctx.Destroy()
+		if attempt > 0 || !is(err, syscall.ESHUTDOWN) {
+			c.release(rc)
+			return err
+		}
+		fresh, rerr := c.renew(rc) // drops our reference to rc
+		if rerr != nil {
+			return err
+		}
+		c.release(fresh)
 	}
-	ioctx.SetNamespace(namespace)
-	return ioctx, func() { ioctx.Destroy(); c.release(rc) }, nil
 }
 
 // namespaceExists asks the pool's default namespace, where librbd keeps
@@ -169,18 +184,15 @@ func (c *Cluster) withNamespace(ctx context.Context, pool, namespace string, f f
 	if err := checkPoolNamespace(pool, namespace); err != nil {
 		return err
 	}
-	ioctx, done, err := c.poolCtx(ctx, pool, namespace)
-	if err != nil {
-		return err
-	}
-	defer done()
-	if err := requireNamespace(ioctx, pool, namespace); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return f(ioctx)
+	return c.onPool(ctx, pool, namespace, func(ioctx *rados.IOContext) error {
+		if err := requireNamespace(ioctx, pool, namespace); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return f(ioctx)
+	})
 }
 
 // imageNotFound explains an ENOENT about spec: its namespace or itself.
@@ -213,20 +225,17 @@ func (c *Cluster) withImage(ctx context.Context, spec ImageSpec, readOnly bool, 
 	if err := checkSpec(spec); err != nil {
 		return err
 	}
-	ioctx, done, err := c.poolCtx(ctx, spec.Pool, spec.Namespace)
-	if err != nil {
-		return err
-	}
-	defer done()
-	img, err := openImage(ioctx, spec, readOnly)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return f(ioctx, img)
+	return c.onPool(ctx, spec.Pool, spec.Namespace, func(ioctx *rados.IOContext) error {
+		img, err := openImage(ioctx, spec, readOnly)
+		if err != nil {
+			return err
+		}
+		defer img.Close()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return f(ioctx, img)
+	})
 }
 
 // createErr explains a failed create of spec (CreateImage, CopyImage,
@@ -257,12 +266,10 @@ func (c *Cluster) prepareCreate(ctx context.Context, spec ImageSpec, o CreateOpt
 		return nil, err
 	}
 	if o.DataPool != "" {
-		_, done, err := c.poolCtx(ctx, o.DataPool, "")
-		if err != nil {
+		if err := c.onPool(ctx, o.DataPool, "", func(*rados.IOContext) error { return nil }); err != nil {
 			opts.Destroy()
 			return nil, err
 		}
-		done()
 	}
 	return opts, nil
 }

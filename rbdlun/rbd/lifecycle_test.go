@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 )
 
@@ -112,13 +113,12 @@ func lcEnsurePool2(t *testing.T, cl *Cluster) {
 	if err := cl.monCommand(ctx, []byte(cmd)); err != nil {
 		t.Log(err) // already size 1 by the cluster's default
 	}
-	ioctx, done, err := cl.poolCtx(ctx, lcPool2, "")
-	must(t, "open pool2", err)
-	defer done()
-	if _, err := rbd.GetImageNames(ioctx); err == nil {
-		return // initialised before
-	}
-	must(t, "rbd pool init", rbd.PoolInit(ioctx, true))
+	must(t, "rbd pool init", cl.onPool(ctx, lcPool2, "", func(ioctx *rados.IOContext) error {
+		if _, err := rbd.GetImageNames(ioctx); err == nil {
+			return nil // initialised before
+		}
+		return rbd.PoolInit(ioctx, true)
+	}))
 }
 
 func TestLifecycleImage(t *testing.T) {
@@ -665,4 +665,36 @@ func TestLifecycleTrashedWithSnapshots(t *testing.T) {
 	must(t, "trash with a snapshot", err)
 	wantErr(t, "purge with a snapshot", cl.TrashPurge(ctx, testPool, "", id, true), ErrImageHasSnapshots)
 	must(t, "restore", cl.TrashRestore(ctx, testPool, "", id, ""))
+}
+
+// TestLifecycleAfterFence: when another gateway breaks a lock held on this
+// gateway's shared connection and blocklists it, management calls replace
+// the connection and go on working.
+func TestLifecycleAfterFence(t *testing.T) {
+	ctx := context.Background()
+	cl := connect(t)
+	other := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("bystander")}, 4<<20, CreateOptions{})
+	spec := lcImage(t, cl, ImageSpec{Pool: testPool, Image: lcName("fenced")}, 4<<20, CreateOptions{})
+	b := lcOpen(t, cl, spec)
+	must(t, "lock", b.AcquireExclusiveLock(ctx))
+
+	cl2 := connect(t)
+	b2, err := cl2.Open(ctx, spec, Options{})
+	must(t, "open on the other gateway", err)
+	defer b2.Close()
+	owners, err := b2.LockOwners()
+	if err != nil || len(owners) != 1 {
+		t.Fatalf("owners %v %v", owners, err)
+	}
+	must(t, "break lock with blocklisting", b2.BreakLock(ctx, owners[0], true))
+	if err := b.WriteAt(ctx, random(4096), 0, false); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the shared connection is not fenced: %v", err)
+	}
+
+	must(t, "snapshot after fence", cl.CreateSnapshot(ctx, other, "s1"))
+	info, err := cl.ImageInfo(ctx, other)
+	must(t, "info after fence", err)
+	if len(info.Snapshots) != 1 {
+		t.Fatalf("snapshots %+v", info.Snapshots)
+	}
 }
