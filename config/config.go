@@ -51,6 +51,15 @@ type Config struct {
 	Ceph    Ceph     `json:"ceph" yaml:"ceph"`
 	Disks   []Disk   `json:"disks,omitempty" yaml:"disks,omitempty"`
 	Targets []Target `json:"targets,omitempty" yaml:"targets,omitempty"`
+	// Gateways are the cluster's gateway nodes. Empty means a single
+	// gateway that serves Portals (a configuration file); when set, each
+	// process serves the portals of the gateway named by --gateway-name
+	// and Portals is not used (see ForGateway).
+	Gateways []Gateway `json:"gateways,omitempty" yaml:"gateways,omitempty"`
+	// LastTPGID is the highest target port group id ever given to a
+	// gateway. Ids are assigned above it and never reused, so an
+	// initiator never mistakes a new gateway for a removed one.
+	LastTPGID uint16 `json:"last_tpg_id,omitempty" yaml:"last_tpg_id,omitempty"`
 }
 
 // Ceph is how a gateway reaches its Ceph cluster. The zero value means
@@ -100,6 +109,10 @@ type Target struct {
 	Hosts []Host `json:"hosts,omitempty" yaml:"hosts,omitempty"`
 	// LUNs maps LUN ids to disks.
 	LUNs []LUNMap `json:"luns,omitempty" yaml:"luns,omitempty"`
+	// Gateways names the gateways that serve the target; empty means all.
+	Gateways []string `json:"gateways,omitempty" yaml:"gateways,omitempty"`
+	// HostGroups give several hosts one LUN list (ceph-iscsi's "groups").
+	HostGroups []HostGroup `json:"groups,omitempty" yaml:"groups,omitempty"`
 }
 
 // NewTarget returns a target with default controls.
@@ -214,9 +227,19 @@ func Default() Config {
 func (c Config) Clone() Config {
 	c.Portals = slices.Clone(c.Portals)
 	c.Disks = slices.Clone(c.Disks)
+	c.Gateways = cloneEach(c.Gateways, func(g Gateway) Gateway {
+		g.Portals = slices.Clone(g.Portals)
+		return g
+	})
 	ts := make([]Target, len(c.Targets))
 	for i, t := range c.Targets {
 		t.LUNs = slices.Clone(t.LUNs)
+		t.Gateways = slices.Clone(t.Gateways)
+		t.HostGroups = cloneEach(t.HostGroups, func(g HostGroup) HostGroup {
+			g.Members = slices.Clone(g.Members)
+			g.Disks = slices.Clone(g.Disks)
+			return g
+		})
 		hs := make([]Host, len(t.Hosts))
 		for j, h := range t.Hosts {
 			h.LUNs = slices.Clone(h.LUNs)
@@ -235,14 +258,21 @@ func (c Config) Clone() Config {
 	return c
 }
 
+// cloneEach copies s, passing each element through deep; nil stays nil.
+func cloneEach[T any](s []T, deep func(T) T) []T {
+	if s == nil {
+		return nil
+	}
+	out := make([]T, len(s))
+	for i, v := range s {
+		out[i] = deep(v)
+	}
+	return out
+}
+
 // Disk returns the disk with the given name.
 func (c *Config) Disk(name string) (*Disk, bool) {
-	for i := range c.Disks {
-		if c.Disks[i].Name == name {
-			return &c.Disks[i], true
-		}
-	}
-	return nil, false
+	return find(c.Disks, func(d *Disk) bool { return d.Name == name })
 }
 
 // Redacted returns a deep copy with every password replaced, for logging.

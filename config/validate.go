@@ -27,10 +27,27 @@ func (e *errs) add(path string, value any, format string, args ...any) {
 	e.list = append(e.list, &FieldError{Path: path, Value: value, Reason: fmt.Sprintf(format, args...)})
 }
 
+func joinErrs(e errs) error { return errors.Join(e.list...) }
+
 // Validate checks every field and the relations between them, returning
-// all problems found (errors.Join of *FieldError) or nil.
+// all problems found (errors.Join of *FieldError) or nil: the per-process
+// settings (portals, data_dir) and the cluster configuration.
 func (c *Config) Validate() error {
 	var e errs
+	c.validateProcess(&e)
+	c.validateCluster(&e)
+	return joinErrs(e)
+}
+
+// ValidateCluster checks what the store keeps (everything but portals and
+// data_dir), the way Validate does.
+func (c *Config) ValidateCluster() error {
+	var e errs
+	c.validateCluster(&e)
+	return joinErrs(e)
+}
+
+func (c *Config) validateProcess(e *errs) {
 	if len(c.Portals) == 0 {
 		e.add("portals", "[]", "at least one portal is needed")
 	}
@@ -48,13 +65,17 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		e.add("data_dir", `""`, "a data directory is needed for generated WWNs and reservations")
 	}
-	validateCHAP(&e, "discovery_auth", c.DiscoveryAuth)
+}
+
+func (c *Config) validateCluster(e *errs) {
+	validateCHAP(e, "discovery_auth", c.DiscoveryAuth)
+	gateways := validateGateways(e, c)
 
 	disks := map[string]int{}
 	for i := range c.Disks {
 		d := &c.Disks[i]
 		path := fmt.Sprintf("disks[%d]", i)
-		validateDisk(&e, path, d)
+		validateDisk(e, path, d)
 		if j, dup := disks[d.Name]; dup && d.Name != "" {
 			e.add(path+".name", quote(d.Name), "duplicate of disks[%d]", j)
 		} else {
@@ -65,7 +86,9 @@ func (c *Config) Validate() error {
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		path := fmt.Sprintf("targets[%d]", i)
-		validateTarget(&e, path, t, disks)
+		validateTarget(e, path, t, disks)
+		validateTargetGateways(e, path, t, gateways)
+		validateHostGroups(e, path, t)
 		key := strings.ToLower(t.IQN)
 		if j, dup := iqns[key]; dup {
 			e.add(path+".iqn", quote(t.IQN), "duplicate of targets[%d]", j)
@@ -73,7 +96,6 @@ func (c *Config) Validate() error {
 			iqns[key] = i
 		}
 	}
-	return errors.Join(e.list...)
 }
 
 // ValidatePortal checks a "host:port" portal address. The host is an IP
@@ -101,6 +123,13 @@ func ValidatePortal(p string) error {
 		return fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
 	}
 	return nil
+}
+
+// unspecifiedHost reports a portal on every address (0.0.0.0 or [::]).
+func unspecifiedHost(p string) bool {
+	host, _, err := net.SplitHostPort(p)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsUnspecified()
 }
 
 func validDNSName(h string) bool {

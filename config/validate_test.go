@@ -147,30 +147,34 @@ func TestValidate(t *testing.T) {
 			c := valid()
 			tc.mutate(&c)
 			err := c.Validate()
-			if tc.path == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("accepted; want an error at %s", tc.path)
-			}
-			found := false
-			for _, e := range unjoin(err) {
-				var fe *FieldError
-				if errors.As(e, &fe) && fe.Path == tc.path {
-					found = true
-				}
-			}
-			if !found {
-				t.Fatalf("no error at %s: %v", tc.path, err)
-			}
-			if tc.notShow != "" && strings.Contains(err.Error(), tc.notShow) {
+			wantFieldError(t, err, tc.path)
+			if tc.notShow != "" && err != nil && strings.Contains(err.Error(), tc.notShow) {
 				t.Fatalf("error leaks the secret: %v", err)
 			}
 		})
 	}
+}
+
+// wantFieldError fails t unless err has a *FieldError at path ("" means
+// err must be nil).
+func wantFieldError(t *testing.T, err error, path string) {
+	t.Helper()
+	if path == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("accepted; want an error at %s", path)
+	}
+	for _, e := range unjoin(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Path == path {
+			return
+		}
+	}
+	t.Fatalf("no error at %s: %v", path, err)
 }
 
 func unjoin(err error) []error {
