@@ -501,7 +501,9 @@ func poolNS(pool, namespace string) string {
 // ResizeImage sets spec's size (a positive multiple of 512). Shrinking
 // discards the data past the new end, so it is refused with
 // ErrShrinkRefused unless allowShrink. A gateway serving the image sees the
-// new size within its SizeRefresh; an initiator after a rescan.
+// new size within its SizeRefresh; an initiator after a rescan. A done ctx
+// stops a shrink at the next object: the size is then unchanged but part of
+// the tail may already be discarded.
 func (c *Cluster) ResizeImage(ctx context.Context, spec ImageSpec, size int64, allowShrink bool) error {
 	if err := checkSize(spec, size); err != nil {
 		return err

@@ -138,7 +138,9 @@ func snapshotErr(ioctx *rados.IOContext, img *rbd.Image, spec ImageSpec, snap, o
 
 // RollbackSnapshot sets spec's data back to the snapshot. It is refused
 // with ErrImageBusy while any client has the image open: rolling back under
-// a running initiator would change its disk beneath its file system.
+// a running initiator would change its disk beneath its file system. A
+// done ctx stops it at the next object and leaves the image partly rolled
+// back: run it again to finish.
 func (c *Cluster) RollbackSnapshot(ctx context.Context, spec ImageSpec, snap string) error {
 	// First look with a read-only handle, which is no watcher itself.
 	err := c.withSnapshot(ctx, spec, snap, true, func(_ *rados.IOContext, img *rbd.Image) error {
