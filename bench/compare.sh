@@ -34,61 +34,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RBDGW_BIN=${RBDGW_BIN:-$ROOT/bin/rbdgw}
 IQN_R=iqn.2026-01.io.rbdgw.bench:rbdgw
 IQN_T=iqn.2026-01.io.rbdgw.bench:tgtd
-TICK=$(getconf CLK_TCK)
+. "$ROOT/bench/lib.sh"
 
-for tool in qemu-img tgtd tgtadm iscsi-inq; do
-	command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)"; exit 1; }
-done
+bench_need qemu-img tgtd tgtadm iscsi-inq
 [ "$ONLY" = tgtd ] || [ -x "$RBDGW_BIN" ] || { echo "bench: $RBDGW_BIN missing (make build)"; exit 1; }
 
-WORK=$(mktemp -d /tmp/rbdgw-bench.XXXXXX)
-PIDS=()
-cleanup() {
-	local p
-	# tgtd ignores SIGTERM while it has targets; ask it through its socket.
-	[ -n "${CTL_T:-}" ] && tgtadm -C "$CTL_T" --mode system --op delete --force >/dev/null 2>&1 || true
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		local alive=0
-		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-		[ $alive = 0 ] && break
-		sleep 0.5
-	done
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A port on 127.0.0.1 nobody listens on right now.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-wait_port() {
-	local port=$1 pid=$2
-	for _ in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || { echo "bench: pid $pid exited; see $WORK/*.log"; tail -n 20 "$WORK"/*.log; exit 1; }
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "bench: nothing listens on 127.0.0.1:$port"; exit 1
-}
-
-cpu_ticks() { # utime+stime of a process, in clock ticks
-	local s
-	s=$(cat "/proc/$1/stat")
-	s=${s##*) }
-	# after "comm) ": state is field 3, utime 14, stime 15
-	echo "$s" | awk '{print $12 + $13}'
-}
+bench_init rbdgw-bench
 
 prefill() { # a non-sparse file, read once so the page cache holds it
 	dd if=/dev/zero of="$1" bs=1M count="$SIZE_MB" conv=fsync status=none
@@ -100,9 +51,7 @@ echo "bench: work dir $WORK, ${SIZE_MB} MiB LUNs, $REPS repetitions"
 [ "$DURABLE" = 0 ] || prefill "$WORK/durable.img"
 [ "$ONLY" = rbdgw ] || prefill "$WORK/tgtd.img"
 
-start_rbdgw() {
-# A private copy: a concurrent `make build` must not swap the binary under us.
-cp "$RBDGW_BIN" "$WORK/rbdgw"
+serve_rbdgw() {
 PORT_R=$(free_port)
 local disks luns
 disks='{"name": "bench", "backend": "file:'"$WORK"'/rbdgw.img", "size": "'"$SIZE_MB"'M", "write_cache": '"$WRITE_CACHE"'}'
@@ -119,39 +68,25 @@ cat >"$WORK/rbdgw.json" <<EOF
   "targets": [{"iqn": "$IQN_R", "luns": [$luns]}]
 }
 EOF
-mkdir -p "$WORK/rbdgw-data"
-"$WORK/rbdgw" serve --config "$WORK/rbdgw.json" --data-dir "$WORK/rbdgw-data" --portal "127.0.0.1:$PORT_R" >"$WORK/rbdgw.log" 2>&1 &
-PID_R=$!
-disown "$PID_R"
-PIDS+=("$PID_R")
-wait_port "$PORT_R" "$PID_R"
+start_rbdgw "$WORK/rbdgw.json" "$PORT_R"
 URL_R="iscsi://127.0.0.1:$PORT_R/$IQN_R/0"
 URL_D="iscsi://127.0.0.1:$PORT_R/$IQN_R/1"
-iscsi-inq "$URL_R" >/dev/null || { echo "bench: rbdgw does not answer INQUIRY at $URL_R"; exit 1; }
-[ "$DURABLE" = 0 ] || iscsi-inq "$URL_D" >/dev/null || { echo "bench: rbdgw does not answer INQUIRY at $URL_D"; tail -n 20 "$WORK/rbdgw.log"; exit 1; }
+inquire "$URL_R" rbdgw
+[ "$DURABLE" = 0 ] || inquire "$URL_D" rbdgw
 }
 
-# tgtd gets its own control socket so no system tgtd is touched.
-start_tgtd() {
-PORT_T=$(free_port)
-CTL_T=$((PORT_T + 1))
-tgtd -f -C "$CTL_T" --iscsi "portal=127.0.0.1:$PORT_T" >"$WORK/tgtd.log" 2>&1 &
-PID_T=$!
-disown "$PID_T"
-PIDS+=("$PID_T")
-wait_port "$PORT_T" "$PID_T"
-adm() { tgtadm -C "$CTL_T" --lld iscsi "$@"; }
-for _ in $(seq 1 50); do adm --mode target --op show >/dev/null 2>&1 && break; sleep 0.1; done
-adm --mode target --op new --tid 1 -T "$IQN_T"
-adm --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/tgtd.img"
-adm --mode target --op bind --tid 1 -I ALL
+serve_tgtd() {
+start_tgtd
+tgt_adm --mode target --op new --tid 1 -T "$IQN_T"
+tgt_adm --mode logicalunit --op new --tid 1 --lun 1 -b "$WORK/tgtd.img"
+tgt_adm --mode target --op bind --tid 1 -I ALL
 URL_T="iscsi://127.0.0.1:$PORT_T/$IQN_T/1"
-iscsi-inq "$URL_T" >/dev/null || { echo "bench: tgtd does not answer INQUIRY at $URL_T"; exit 1; }
+inquire "$URL_T" tgtd
 }
 
 PID_R=0 PID_T=0
-[ "$ONLY" = tgtd ] || start_rbdgw
-[ "$ONLY" = rbdgw ] || start_tgtd
+[ "$ONLY" = tgtd ] || serve_rbdgw
+[ "$ONLY" = rbdgw ] || serve_tgtd
 
 # name  block-size  depth  count  write?
 WORKLOADS=(
@@ -162,20 +97,6 @@ WORKLOADS=(
 	"1m-qd32-read  1048576 32 $((3000 * SCALE))   0"
 	"1m-qd32-write 1048576 32 $((3000 * SCALE))   1"
 )
-
-# run_one URL PID bs depth count write -> "seconds cpu_ticks"
-run_one() {
-	local url=$1 pid=$2 bs=$3 depth=$4 count=$5 write=$6 out secs t0 t1
-	local args=(bench -f raw -t none -d "$depth" -c "$count" -s "$bs")
-	[ "$write" = 1 ] && args+=(-w)
-	t0=$(cpu_ticks "$pid")
-	out=$(qemu-img "${args[@]}" "$url" 2>&1) || { echo "bench: qemu-img ${args[*]} $url failed: $out" >&2; echo "nan 0"; return; }
-	t1=$(cpu_ticks "$pid")
-	secs=$(echo "$out" | sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p')
-	echo "${secs:-nan} $((t1 - t0))"
-}
-
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A IOPS MBS CPU
 for w in "${WORKLOADS[@]}"; do
@@ -190,9 +111,9 @@ for w in "${WORKLOADS[@]}"; do
 			[ "$tgt" = durable ] && { [ "$DURABLE" = 1 ] || continue; }
 			[ -n "$ONLY" ] && [ "$ONLY" != "${tgt/durable/rbdgw}" ] && continue
 			case $tgt in
-			rbdgw) r=$(run_one "$URL_R" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
-			durable) r=$(run_one "$URL_D" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
-			*) r=$(run_one "$URL_T" "$PID_T" "$bs" "$depth" "$count" "$write") ;;
+			rbdgw) r=$(qemu_bench "$URL_R" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
+			durable) r=$(qemu_bench "$URL_D" "$PID_R" "$bs" "$depth" "$count" "$write") ;;
+			*) r=$(qemu_bench "$URL_T" "$PID_T" "$bs" "$depth" "$count" "$write") ;;
 			esac
 			echo "$r" >>"$WORK/$name.$tgt"
 			printf '  %-14s rep %d %-6s %s s, %s CPU ticks\n' "$name" "$rep" "$tgt" ${r% *} ${r#* } >&2
@@ -200,14 +121,9 @@ for w in "${WORKLOADS[@]}"; do
 	done
 	for tgt in rbdgw tgtd durable; do
 		[ -s "$WORK/$name.$tgt" ] || { IOPS[$name.$tgt]=nan MBS[$name.$tgt]=nan CPU[$name.$tgt]=nan; continue; }
-		secs=$(awk '{print $1}' "$WORK/$name.$tgt" | median)
-		IOPS[$name.$tgt]=$(awk -v c="$count" -v s="$secs" 'BEGIN {if (s+0 > 0) printf "%.0f", c / s; else print "nan"}')
-		MBS[$name.$tgt]=$(awk -v c="$count" -v b="$bs" -v s="$secs" 'BEGIN {if (s+0 > 0) printf "%.1f", c * b / s / 1e6; else print "nan"}')
-		CPU[$name.$tgt]=$(awk -v t="$TICK" '{s += $2} END {printf "%.2f", s / t}' "$WORK/$name.$tgt")
+		read -r "IOPS[$name.$tgt]" "MBS[$name.$tgt]" "CPU[$name.$tgt]" <<<"$(summarize_runs "$WORK/$name.$tgt" "$count" "$bs")"
 	done
 done
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 > 0 && a != "nan") printf "%.2f", a / b; else print "-"}'; }
 
 echo
 echo "qemu-img bench over iscsi://, ${SIZE_MB} MiB file-backed LUNs, median of $REPS (CPU: total seconds over all reps); rbdgw write_cache=$WRITE_CACHE"
