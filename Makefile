@@ -20,7 +20,7 @@ DEB_PKGS := ca-certificates git gcc libc6-dev pkg-config librbd-dev librados-dev
 
 RACE_PKGS = ./target/... ./scsi/...
 
-.PHONY: all build deps demo test vet unit fuzz e2e conformance bench clean
+.PHONY: all build deps demo test vet unit fuzz e2e conformance test-rbd bench clean
 
 all: build
 
@@ -64,7 +64,22 @@ e2e:
 conformance:
 	RBDGW_GO_TAGS=$(GO_TAGS) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run TestConformance ./tests/
 
-test: deps vet unit fuzz e2e
+# The RBD tests on a throwaway single-node Ceph (memstore, 127.0.0.1),
+# started for this target alone and stopped even on failure or Ctrl-C
+# (ceph/with-cluster.sh): the librbd backend's unit tests under -race, the
+# gateway's rbd: disks, and the end-to-end tests on rbd: LUNs (data against
+# rbd export, lock takeover by a second gateway, resize, the libiscsi
+# conformance suite). They always need the librbd build.
+RBD_TAGS := rbd,pacific
+RBD_E2E  := TestRBD|TestConformanceRBD
+test-rbd: deps
+	ceph/install-deps.sh
+	ceph/with-cluster.sh sh -c '\
+		$(GO) test -tags $(RBD_TAGS) -race -count=1 ./rbdlun/rbd/ && \
+		$(GO) test -tags $(RBD_TAGS) -race -count=1 -run RBD ./gateway/ && \
+		RBDGW_GO_TAGS=$(RBD_TAGS) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run "$(RBD_E2E)" ./tests/'
+
+test: deps vet unit fuzz e2e test-rbd
 
 bench: deps build
 	bench/compare.sh

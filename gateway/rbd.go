@@ -170,11 +170,6 @@ func (d *rbdDisk) start(ctx context.Context, size int64) error {
 	if err := d.TakeOwnership(ctx, true); err != nil {
 		return err
 	}
-	// The first ownership is no re-arm: the watcher is not started yet.
-	select {
-	case <-d.rearm:
-	default:
-	}
 	switch cur := d.Backend.Size(); {
 	case size > cur:
 		if err := d.Backend.Resize(ctx, size); err != nil {
@@ -374,6 +369,33 @@ func (d *rbdDisk) TakeOwnership(ctx context.Context, force bool) error {
 	return nil
 }
 
+// Acquire, Release and Fences make an rbd: disk the image lock of the
+// failover driver (gateway/ha.ImageLock).
+
+// Acquire is TakeOwnership: with fence the holder is blocklisted.
+func (d *rbdDisk) Acquire(ctx context.Context, fence bool) error { return d.TakeOwnership(ctx, fence) }
+
+// Release hands the image over gracefully: I/O stops (NOT READY), cached
+// writes are flushed, and the lock is given up so the next owner takes it
+// without blocklisting this client.
+func (d *rbdDisk) Release(ctx context.Context) error {
+	d.ownMu.Lock()
+	defer d.ownMu.Unlock()
+	d.owned.Store(false)
+	if err := d.Backend.Flush(ctx); err != nil {
+		return err
+	}
+	if err := d.Backend.ReleaseExclusiveLock(ctx); err != nil {
+		return err
+	}
+	d.log.Info("exclusive lock released; the image is served elsewhere")
+	return nil
+}
+
+// Fences: a takeover blocklists the old holder, so none of its writes can
+// land afterwards whatever it does.
+func (d *rbdDisk) Fences() bool { return true }
+
 // watchLock reacts to the loss of the lock: I/O stops (NOT READY), and a
 // blocklisted client is replaced by a fresh one so the disk is ready for
 // TakeOwnership, which it does not call itself.
@@ -389,10 +411,15 @@ func (d *rbdDisk) watchLock() {
 		if !d.lockLost(lost) {
 			continue
 		}
-		select {
-		case <-d.stop:
-			return
-		case <-d.rearm:
+		// Wait until TakeOwnership has re-armed the backend's LockLost
+		// channel; a token left from an earlier acquisition (the first,
+		// or one after a Release) finds the lost channel still current.
+		for d.Backend.LockLost() == lost {
+			select {
+			case <-d.stop:
+				return
+			case <-d.rearm:
+			}
 		}
 	}
 }

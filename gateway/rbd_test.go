@@ -306,4 +306,23 @@ func TestRBDTakeover(t *testing.T) {
 	if err := gb.TakeOwnership(ctx, "nosuch", true); err == nil {
 		t.Fatal("TakeOwnership of an unknown disk succeeded")
 	}
+
+	// A graceful handoff (the failover driver's ImageLock): a releases,
+	// b acquires without fencing, and a's client stays usable.
+	da, _ := findBackend[*rbdDisk](ga.LogicalUnits()["r0"].Backend())
+	db, _ := findBackend[*rbdDisk](gb.LogicalUnits()["r0"].Backend())
+	if err := da.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ra.sense("a's write after its release", ra.write(40, bytes.Repeat([]byte{0xA3}, 4096)), "02/04/0a")
+	if err := db.Acquire(ctx, false); err != nil {
+		t.Fatalf("acquire after a graceful release: %v", err)
+	}
+	rb.good("write on b after the handoff", rb.write(48, bytes.Repeat([]byte{0xB3}, 4096)))
+	if da.Backend.Fenced() {
+		t.Fatal("a graceful handoff blocklisted the old owner")
+	}
+	if err := da.Acquire(ctx, false); err == nil {
+		t.Fatal("a took the lock back without fencing while b holds it")
+	}
 }
