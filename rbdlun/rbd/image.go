@@ -249,7 +249,7 @@ func createErr(ioctx *rados.IOContext, spec ImageSpec, err error) error {
 			return nerr
 		}
 	case is(err, syscall.EINVAL), is(err, syscall.ERANGE):
-		return refuse(ErrInvalidArgument, err, "librbd refused the options for %s (features, object size, striping)", spec)
+		return refuse(ErrInvalidArgument, err, "librbd refused to create %s with this size, features, object size or striping (%s)", spec, errnoText(err))
 	}
 	return failed(err, "create image %s", spec)
 }

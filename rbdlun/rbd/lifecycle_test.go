@@ -196,6 +196,7 @@ func TestLifecycleBadInput(t *testing.T) {
 	}{
 		{"zero size", cl.CreateImage(ctx, ok, 0, CreateOptions{}), ErrInvalidArgument},
 		{"odd size", cl.CreateImage(ctx, ok, 1000, CreateOptions{}), ErrInvalidArgument},
+		{"absurd size", cl.CreateImage(ctx, ok, 1<<62, CreateOptions{}), ErrInvalidArgument},
 		{"unknown feature", cl.CreateImage(ctx, ok, 1<<20, CreateOptions{Features: []string{"layering", "bogus"}}), ErrInvalidArgument},
 		{"librbd-only feature", cl.CreateImage(ctx, ok, 1<<20, CreateOptions{Features: []string{"data-pool"}}), ErrInvalidArgument},
 		{"fast-diff alone", cl.CreateImage(ctx, ok, 1<<20, CreateOptions{Features: []string{"exclusive-lock", "fast-diff"}}), ErrInvalidArgument},
