@@ -16,6 +16,7 @@ import (
 type Dynamic struct {
 	snap       atomic.Pointer[[]Group]
 	admit      atomic.Pointer[AdmitFunc]
+	access     atomic.Pointer[AdmitAccessFunc]
 	explicit   atomic.Pointer[ExplicitFunc]
 	transition time.Duration // immutable
 
@@ -41,6 +42,24 @@ type Change struct {
 // ownership driver installs it: a command at a non-owner is demand for the
 // LU, and the owner alone may touch the image.
 type AdmitFunc func(relPort uint16) AccessState
+
+// Access is the kind of media access a command makes.
+type Access uint8
+
+const (
+	// AccessRead: the command only reads the medium (READ, VERIFY,
+	// PRE-FETCH). Any gateway can serve it consistently when the owner
+	// acknowledges writes only once they are durable (no write-back
+	// cache), because a non-owner reads what the owner completed.
+	AccessRead Access = iota + 1
+	// AccessWrite: the command changes the medium or the LU's shared
+	// state, or must reach the owner's cache (SYNCHRONIZE CACHE): only the
+	// owner may run it.
+	AccessWrite
+)
+
+// AdmitAccessFunc is an AdmitFunc that is told the command's access.
+type AdmitAccessFunc func(relPort uint16, a Access) AccessState
 
 // NewDynamic returns port groups starting as groups (copied). transition is
 // the implicit transition time reported by RTPG; 0 means
@@ -115,6 +134,29 @@ func (d *Dynamic) Admit(relPort uint16) AccessState {
 		return (*f)(relPort)
 	}
 	return st
+}
+
+// AdmitAccess is Admit told what the command does: the AdmitAccessFunc
+// decides when one is installed, else the AdmitFunc (which cannot tell
+// reads from writes).
+func (d *Dynamic) AdmitAccess(relPort uint16, a Access) AccessState {
+	if f := d.access.Load(); f != nil {
+		if st := d.StateOf(relPort); !st.Active() {
+			return st
+		}
+		return (*f)(relPort, a)
+	}
+	return d.Admit(relPort)
+}
+
+// SetAdmitAccess installs (or, with nil, removes) the access-aware media
+// admission function; it takes precedence over SetAdmit's.
+func (d *Dynamic) SetAdmitAccess(f AdmitAccessFunc) {
+	if f == nil {
+		d.access.Store(nil)
+		return
+	}
+	d.access.Store(&f)
 }
 
 // SetAdmit installs (or, with nil, removes) the media admission function.

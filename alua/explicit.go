@@ -16,6 +16,11 @@ type (
 	Admitter interface {
 		Admit(relPort uint16) AccessState
 	}
+	// AccessAdmitter is an Admitter told whether the command only reads;
+	// the device server prefers it.
+	AccessAdmitter interface {
+		AdmitAccess(relPort uint16, a Access) AccessState
+	}
 	// TransitionTimer reports the implicit transition time.
 	TransitionTimer interface {
 		TransitionTime() time.Duration

@@ -256,6 +256,17 @@ func (o *Owner) Demand(now time.Time) (AccessState, []Action) {
 	return Transitioning, append(acts, o.publish()...)
 }
 
+// Access is Demand for a command whose access is known: with
+// ReadsAnywhere a read at a non-owner is served here (Active/Non-optimized)
+// while a live owner holds the LU, and is not demand.
+func (o *Owner) Access(now time.Time, a Access) (AccessState, []Action) {
+	if a == AccessRead && o.cfg.ReadsAnywhere && o.known && o.selfLive() && o.ownerAlive() &&
+		(o.phase == phaseFollower || o.phase == phaseRequesting) {
+		return ActiveNonOptimized, nil
+	}
+	return o.Demand(now)
+}
+
 // Tick lets timeouts act; call it about every DemandGap/2 or faster.
 func (o *Owner) Tick(now time.Time) []Action {
 	return append(o.evaluate(now), o.publish()...)

@@ -62,6 +62,13 @@ type OwnerConfig struct {
 	ReleaseTimeout time.Duration
 	// RetryInterval spaces retries of a failed lock acquisition.
 	RetryInterval time.Duration
+	// ReadsAnywhere lets a non-owner serve reads itself (Owner.Access with
+	// AccessRead) while the owner is alive, instead of counting them as
+	// demand. Safe only when the owner acknowledges writes once they are
+	// durable (no write-back cache) and the backend reads without holding
+	// the lock (RBD does): then a read anywhere sees every completed
+	// write. Round-robin multipath reads stop moving the LU.
+	ReadsAnywhere bool
 }
 
 // Default ownership timings. With a lease TTL of a few seconds an owner's

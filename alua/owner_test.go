@@ -53,11 +53,18 @@ func runSteps(t *testing.T, cfg OwnerConfig, steps []step) {
 		switch s.in {
 		case "observe":
 			acts = o.Observe(now, Observation{Record: s.rec, Live: s.live})
-		case "demand":
+		case "demand", "read", "write":
 			var st AccessState
-			st, acts = o.Demand(now)
+			switch s.in {
+			case "demand":
+				st, acts = o.Demand(now)
+			case "read":
+				st, acts = o.Access(now, AccessRead)
+			default:
+				st, acts = o.Access(now, AccessWrite)
+			}
 			if st != s.wantState {
-				t.Fatalf("step %d (t=%v demand): answered %v, want %v", i, s.at, st, s.wantState)
+				t.Fatalf("step %d (t=%v %s): answered %v, want %v", i, s.at, s.in, st, s.wantState)
 			}
 		case "tick":
 			acts = o.Tick(now)
@@ -358,6 +365,29 @@ func TestOwnerMachine(t *testing.T) {
 			{at: 0, in: "observe", rec: ownedByB, live: both, want: none},
 			{at: 1, in: "observe", rec: Record{Owner: "b", Epoch: 1, Request: "a", Explicit: true, Rev: 11}, live: both, want: none, phase: "requesting"},
 			{at: 6.1, in: "tick", want: []ActionKind{ActClaim}},
+		}},
+		{name: "reads anywhere: a non-owner serves reads without demand, writes are demand", self: "a",
+			tweak: func(c *OwnerConfig) { c.ReadsAnywhere = true }, steps: []step{
+				{at: 0, in: "observe", rec: ownedByB, live: both, want: none},
+				{at: 25, in: "read", wantState: ActiveNonOptimized, want: none},
+				{at: 26, in: "read", wantState: ActiveNonOptimized, want: none},
+				{at: 27, in: "read", wantState: ActiveNonOptimized, want: none},
+				{at: 28.5, in: "read", wantState: ActiveNonOptimized, want: none, phase: "follower"},
+				{at: 29, in: "write", wantState: Transitioning, want: none},
+				{at: 30, in: "write", wantState: Transitioning, want: none},
+				{at: 31, in: "write", wantState: Transitioning, want: none},
+				{at: 32, in: "write", wantState: Transitioning, want: []ActionKind{ActRequest}},
+				{at: 32.1, in: "read", wantState: ActiveNonOptimized, want: none, phase: "requesting"},
+				// The owner dies: a read is demand again, and claims.
+				{at: 33, in: "observe", rec: ownedByBAskA, live: []string{"a"}, want: []ActionKind{ActClaim}},
+				{at: 33.1, in: "read", wantState: Transitioning, want: none},
+			}},
+		{name: "reads are demand without ReadsAnywhere", self: "a", steps: []step{
+			{at: 0, in: "observe", rec: ownedByB, live: both, want: none},
+			{at: 25, in: "read", wantState: Transitioning, want: none},
+			{at: 26, in: "read", wantState: Transitioning, want: none},
+			{at: 27, in: "read", wantState: Transitioning, want: none},
+			{at: 28, in: "read", wantState: Transitioning, want: []ActionKind{ActRequest}},
 		}},
 		{name: "an older record never replaces a newer one", self: "a", steps: []step{
 			{at: 0, in: "observe", rec: ownedByA, live: both, want: []ActionKind{ActServe}},

@@ -77,6 +77,16 @@ func ownerGated(f opFlags) bool {
 	return f&opMedia != 0 && f&opAnyGateway == 0 || f&opOwner != 0
 }
 
+// mediaAccess tells reads (allowed under Write Exclusive reservations,
+// opResvRead, and writing nothing) from everything else an owner-gated
+// command may do.
+func mediaAccess(f opFlags) alua.Access {
+	if f&opResvRead != 0 && f&(opWrite|opOwner) == 0 {
+		return alua.AccessRead
+	}
+	return alua.AccessWrite
+}
+
 // aluaCheck enforces the access state of the port the command came in on
 // (SPC-4 5.16.2.4); for owner-gated commands on an active port the port
 // groups may narrow it (alua.Admitter: at a non-owner the command is
@@ -89,7 +99,10 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 	port := r.nexus.RelativeTargetPort
 	st := pg.StateOf(port)
 	if st.Active() && ownerGated(r.entry.Flags) {
-		if a, ok := pg.(alua.Admitter); ok {
+		switch a := pg.(type) {
+		case alua.AccessAdmitter:
+			st = a.AdmitAccess(port, mediaAccess(r.entry.Flags))
+		case alua.Admitter:
 			st = a.Admit(port)
 		}
 	}

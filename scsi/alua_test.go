@@ -374,3 +374,51 @@ func TestALUAStateChangesUnderLoad(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The gate learns whether a command only reads, so a gateway may serve
+// reads without owning the LU (alua.OwnerConfig.ReadsAnywhere).
+func TestOwnershipGateTellsReadsFromWrites(t *testing.T) {
+	d := gatewayGroups(t)
+	var seen []alua.Access
+	var mu sync.Mutex
+	d.SetAdmitAccess(func(port uint16, a alua.Access) alua.AccessState {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, a)
+		if a == alua.AccessRead {
+			return alua.ActiveNonOptimized
+		}
+		return alua.Transitioning
+	})
+	e := newEnv(t, func(c *scsi.LUConfig) { c.ALUA = d })
+	n := nexusOn("iqn.x:i", 2)
+	e.do(n, turCDB, nil, 0)
+	for _, tc := range []struct {
+		name   string
+		cdb    []byte
+		out    []byte
+		in     int
+		served bool
+	}{
+		{"READ(10)", read10CDB, nil, 512, true},
+		{"READ(16)", []byte{0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, nil, 512, true},
+		{"VERIFY(10)", []byte{0x2F, 0, 0, 0, 0, 0, 0, 0, 1, 0}, nil, 0, true},
+		{"WRITE(10)", []byte{0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, fill(512, 1), 0, false},
+		{"SYNCHRONIZE CACHE(10)", []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil, 0, false},
+		{"COMPARE AND WRITE", []byte{0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, fill(1024, 0), 0, false},
+		{"PERSISTENT RESERVE OUT", []byte{0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0}, make([]byte, 24), 0, false},
+	} {
+		seen = nil
+		r, _ := e.do(n, tc.cdb, tc.out, tc.in)
+		want := alua.AccessWrite
+		if tc.served {
+			want = alua.AccessRead
+			wantGood(t, r)
+		} else {
+			wantSense(t, r, scsi.SenseNotReady, 0x04, 0x0A)
+		}
+		if len(seen) != 1 || seen[0] != want {
+			t.Fatalf("%s: gate saw %v, want one %v", tc.name, seen, want)
+		}
+	}
+}
