@@ -42,6 +42,9 @@ type LUConfig struct {
 	ALUA alua.PortGroups
 	// PRStore persists persistent reservations; nil keeps them in memory.
 	PRStore PRStore
+	// Events, when set, is told about resets the other gateways serving
+	// this LU must replay (cluster.go).
+	Events LUEvents
 }
 
 // Defaults applied by NewLogicalUnit.

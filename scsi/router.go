@@ -178,6 +178,7 @@ func (rt *router) TaskManagement(n *Nexus, fn TaskFunction, lun uint64) TMFResul
 		// on every nexus.
 		lu.abortOtherNexuses(n)
 		lu.reset(0x03)
+		lu.announceReset(0x03)
 		return TMFComplete
 	case TMFTargetWarmReset, TMFTargetColdReset:
 		// SAM-5 6.7 (I_T NEXUS RESET / target reset): every LU is reset and
@@ -185,6 +186,7 @@ func (rt *router) TaskManagement(n *Nexus, fn TaskFunction, lun uint64) TMFResul
 		for _, lu := range rt.luns {
 			lu.abortOtherNexuses(n)
 			lu.reset(0x00)
+			lu.announceReset(0x00)
 		}
 		return TMFComplete
 	case TMFAbortTask, TMFAbortTaskSet, TMFClearTaskSet:
