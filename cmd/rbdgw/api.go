@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/api"
+)
+
+// APIOptions are `rbdgw serve`'s flags for the management REST API.
+type APIOptions struct {
+	// Addr is host:port; empty turns the API off.
+	Addr       string
+	User       string
+	Password   string
+	Cert, Key  string
+	TrustedIPs []string
+}
+
+// DefaultAPIAddr is the API's listen address.
+var DefaultAPIAddr = fmt.Sprintf(":%d", api.DefaultPort)
+
+// envAPIPassword lets the password stay off the command line (ps shows
+// arguments to every user).
+const envAPIPassword = "RBDGW_API_PASSWORD"
+
+// AddFlags binds the API flags.
+func (o *APIOptions) AddFlags(f *pflag.FlagSet) {
+	o.Addr = DefaultAPIAddr
+	f.StringVar(&o.Addr, "api-addr", o.Addr, `management API host:port ("" turns it off)`)
+	f.StringVar(&o.User, "api-user", "", "API basic-auth user (with --api-password or $"+envAPIPassword+")")
+	f.StringVar(&o.Password, "api-password", "", "API basic-auth password (prefer $"+envAPIPassword+")")
+	f.StringVar(&o.Cert, "api-cert", "", "PEM certificate: serve the API over HTTPS (with --api-key)")
+	f.StringVar(&o.Key, "api-key", "", "PEM private key of --api-cert")
+	f.StringSliceVar(&o.TrustedIPs, "api-trusted-ips", nil, "client addresses or CIDRs allowed to use the API (default loopback only)")
+}
+
+// options checks the flags and turns them into api.Options.
+func (o *APIOptions) options() (api.Options, error) {
+	var opts api.Options
+	if o.Password == "" {
+		o.Password = os.Getenv(envAPIPassword)
+	}
+	if (o.User == "") != (o.Password == "") {
+		return opts, withCode(ExitBadArgs, errors.New("--api-user and --api-password (or $"+envAPIPassword+") go together"))
+	}
+	if o.User != "" {
+		opts.Users = map[string]string{o.User: o.Password}
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		return opts, withCode(ExitBadArgs, errors.New("--api-cert and --api-key go together"))
+	}
+	opts.TLSCert, opts.TLSKey = o.Cert, o.Key
+	for _, s := range o.TrustedIPs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return opts, withCode(ExitBadArgs, fmt.Errorf("--api-trusted-ips %q: %w", s, err))
+		}
+		opts.TrustedIPs = append(opts.TrustedIPs, p)
+	}
+	if _, _, err := net.SplitHostPort(o.Addr); o.Addr != "" && err != nil {
+		return opts, withCode(ExitBadArgs, fmt.Errorf("--api-addr %q: %w", o.Addr, err))
+	}
+	return opts, nil
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// StartAPI serves the management API on store until ctx ends; the
+// returned channel gets Serve's result. Image operations use librbd when
+// the binary has it and the configuration names a Ceph cluster. With
+// --api-addr "" it does nothing and returns a nil channel.
+func (o *APIOptions) StartAPI(ctx context.Context, store config.Store, log *slog.Logger) (<-chan error, error) {
+	if o.Addr == "" {
+		return nil, nil
+	}
+	opts, err := o.options()
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.Users) == 0 {
+		log.Warn("management API without authentication: anyone on a trusted address may change the configuration; set --api-user")
+	}
+	opts.Store, opts.Logger = store, log.With("component", "api")
+	images, closeImages, err := imageService(ctx, store)
+	if err != nil {
+		return nil, withCode(ExitStart, err)
+	}
+	opts.Images = images
+	a, err := api.New(opts)
+	if err != nil {
+		closeImages()
+		return nil, withCode(ExitBadArgs, err)
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		closeImages()
+		return nil, withCode(ExitStart, fmt.Errorf("management API: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer closeImages()
+		done <- a.ServeListener(ctx, ln, nil)
+	}()
+	return done, nil
+}

@@ -1,0 +1,180 @@
+// Package api is the gateway's management REST API: JSON over HTTP(S),
+// basic auth, a trusted IP list. It is the only writer of the cluster
+// configuration: every write is one config.Store Update, so validation is
+// config's and a refused change writes nothing. gwcli and any automation
+// are its clients; docs/api.md lists the resources.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/rbdgw/rbdgw/config"
+)
+
+// DefaultPort is the API's port (ceph-iscsi's rbd-target-api uses 5000 too).
+const DefaultPort = 5000
+
+// maxBody caps a request body: the largest is a whole configuration
+// (PUT /config), a few MB even with thousands of LUNs.
+const maxBody = 16 << 20
+
+// Options inject everything the API works with.
+type Options struct {
+	// Store holds the configuration; required.
+	Store config.Store
+	// Images manages RBD images (create, resize, snapshots...). Nil on a
+	// gateway without Ceph: file-backed disks need no image service, and
+	// image operations answer 501.
+	Images ImageService
+	// Health and SysInfo describe this gateway for /health and /sysinfo;
+	// nil gives a minimal answer.
+	Health  func(context.Context) any
+	SysInfo func(context.Context) any
+	// Users are the basic-auth accounts (user -> password). Empty turns
+	// authentication off (a trusted-IP-only setup, such as tests).
+	Users map[string]string
+	// TrustedIPs are the client networks allowed in; others get 403.
+	// Empty means loopback only, so an API started without thought is
+	// not open to the network.
+	TrustedIPs []netip.Prefix
+	// TLSCert and TLSKey are PEM files; both empty serves plain HTTP.
+	TLSCert, TLSKey string
+	// Logger gets one line per write and every server-side failure.
+	Logger *slog.Logger
+}
+
+// API is the handler; build it with New.
+type API struct {
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	trusted []netip.Prefix
+}
+
+// loopback is the default trusted list.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// New checks the options and returns the API handler.
+func New(o Options) (*API, error) {
+	if o.Store == nil {
+		return nil, errors.New("api: a config store is required")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("api: TLS needs both a certificate and a key")
+	}
+	for u, p := range o.Users {
+		if u == "" || p == "" {
+			return nil, errors.New("api: an API user needs a name and a password")
+		}
+	}
+	a := &API{opts: o, log: o.Logger, mux: http.NewServeMux(), trusted: o.TrustedIPs}
+	if a.log == nil {
+		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if len(a.trusted) == 0 {
+		a.trusted = loopback
+	}
+	a.routes()
+	return a, nil
+}
+
+// ServeHTTP checks the client's address, then its credentials, then
+// dispatches.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.trustedAddr(r.RemoteAddr) {
+		writeError(w, &Error{Status: http.StatusForbidden, Msg: "client address " + r.RemoteAddr + " is not in the trusted IP list"})
+		return
+	}
+	if len(a.opts.Users) > 0 && !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="rbdgw"`)
+		writeError(w, &Error{Status: http.StatusUnauthorized, Msg: "basic auth credentials missing or wrong"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) trustedAddr(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range a.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *API) authorized(r *http.Request) bool {
+	u, p, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	want, known := a.opts.Users[u]
+	// Compare even for an unknown user, so timing does not tell names.
+	if !known {
+		want = "\x00not a password"
+	}
+	return subtle.ConstantTimeCompare([]byte(p), []byte(want)) == 1 && known
+}
+
+// Serve listens on addr (host:port) and serves until ctx ends, then shuts
+// down within a few seconds. ready, if not nil, gets the bound address
+// once the listener is open (addr may use port 0).
+func (a *API) Serve(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", addr, err)
+	}
+	return a.ServeListener(ctx, ln, ready)
+}
+
+// ServeListener serves on an open listener (closing it at the end).
+func (a *API) ServeListener(ctx context.Context, ln net.Listener, ready func(net.Addr)) error {
+	srv := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if a.opts.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.opts.TLSCert, a.opts.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("api: TLS certificate: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	a.log.Info("management API listening", "addr", ln.Addr().String(), "tls", a.opts.TLSCert != "", "auth", len(a.opts.Users) > 0)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
