@@ -250,6 +250,13 @@ func TestLifecycleSnapshots(t *testing.T) {
 	lcWrite(t, b, a, 4096)
 	must(t, "snapshot while served", cl.CreateSnapshot(ctx, spec, "s1"))
 	wantErr(t, "snapshot twice", cl.CreateSnapshot(ctx, spec, "s1"), ErrSnapshotExists)
+	must(t, "another snapshot while served", cl.CreateSnapshot(ctx, spec, "tmp"))
+	must(t, "remove a snapshot while served", cl.RemoveSnapshot(ctx, spec, "tmp"))
+	must(t, "grow while served", cl.ResizeImage(ctx, spec, 8<<20+1<<20, false))
+	must(t, "shrink back while served", cl.ResizeImage(ctx, spec, 8<<20, true))
+	if owner, err := b.IsLockOwner(); err != nil || !owner {
+		t.Fatalf("the gateway lost its lock to management calls: %v %v", owner, err)
+	}
 	lcWrite(t, b, bdata, 4096)
 	wantErr(t, "rollback while served", cl.RollbackSnapshot(ctx, spec, "s1"), ErrImageBusy)
 	b.Close()
