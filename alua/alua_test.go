@@ -1,6 +1,7 @@
 package alua
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -182,25 +183,25 @@ func TestDynamicConcurrentReadersAndWriters(t *testing.T) {
 func TestDynamicAdmitAccess(t *testing.T) {
 	d, _ := NewDynamic(twoGroups(), 0)
 	d.SetAdmit(func(uint16) AccessState { return Transitioning })
-	if d.AdmitAccess(2, AccessRead) != Transitioning {
+	if d.AdmitAccess(context.Background(), 2, AccessRead) != Transitioning {
 		t.Fatal("without an access function AdmitAccess falls back to the admit function")
 	}
-	d.SetAdmitAccess(func(_ uint16, a Access) AccessState {
+	d.SetAdmitAccess(func(_ context.Context, _ uint16, a Access) AccessState {
 		if a == AccessRead {
 			return ActiveNonOptimized
 		}
 		return Transitioning
 	})
-	if d.AdmitAccess(2, AccessRead) != ActiveNonOptimized || d.AdmitAccess(2, AccessWrite) != Transitioning {
+	if d.AdmitAccess(context.Background(), 2, AccessRead) != ActiveNonOptimized || d.AdmitAccess(context.Background(), 2, AccessWrite) != Transitioning {
 		t.Fatal("access function ignored")
 	}
 	d.SetStates(map[uint16]AccessState{20: Unavailable}, StatusImplicit, nil)
-	if d.AdmitAccess(2, AccessRead) != Unavailable {
+	if d.AdmitAccess(context.Background(), 2, AccessRead) != Unavailable {
 		t.Fatal("an inactive group must not be narrowed")
 	}
 	d.SetAdmitAccess(nil)
 	d.SetStates(map[uint16]AccessState{20: ActiveNonOptimized}, StatusImplicit, nil)
-	if d.AdmitAccess(2, AccessRead) != Transitioning {
+	if d.AdmitAccess(context.Background(), 2, AccessRead) != Transitioning {
 		t.Fatal("SetAdmitAccess(nil) did not fall back to the admit function")
 	}
 }

@@ -1,6 +1,7 @@
 package alua
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -58,8 +59,11 @@ const (
 	AccessWrite
 )
 
-// AdmitAccessFunc is an AdmitFunc that is told the command's access.
-type AdmitAccessFunc func(relPort uint16, a Access) AccessState
+// AdmitAccessFunc is an AdmitFunc that is told the command's access. It
+// may block, for instance to hold a write at a non-owner while ownership
+// moves here instead of answering Transitioning, but must return once ctx
+// (the command's) ends: the command was aborted.
+type AdmitAccessFunc func(ctx context.Context, relPort uint16, a Access) AccessState
 
 // NewDynamic returns port groups starting as groups (copied). transition is
 // the implicit transition time reported by RTPG; 0 means
@@ -139,12 +143,12 @@ func (d *Dynamic) Admit(relPort uint16) AccessState {
 // AdmitAccess is Admit told what the command does: the AdmitAccessFunc
 // decides when one is installed, else the AdmitFunc (which cannot tell
 // reads from writes).
-func (d *Dynamic) AdmitAccess(relPort uint16, a Access) AccessState {
+func (d *Dynamic) AdmitAccess(ctx context.Context, relPort uint16, a Access) AccessState {
 	if f := d.access.Load(); f != nil {
 		if st := d.StateOf(relPort); !st.Active() {
 			return st
 		}
-		return (*f)(relPort, a)
+		return (*f)(ctx, relPort, a)
 	}
 	return d.Admit(relPort)
 }

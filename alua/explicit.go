@@ -1,6 +1,7 @@
 package alua
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -19,7 +20,7 @@ type (
 	// AccessAdmitter is an Admitter told whether the command only reads;
 	// the device server prefers it.
 	AccessAdmitter interface {
-		AdmitAccess(relPort uint16, a Access) AccessState
+		AdmitAccess(ctx context.Context, relPort uint16, a Access) AccessState
 	}
 	// TransitionTimer reports the implicit transition time.
 	TransitionTimer interface {

@@ -101,7 +101,7 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 	if st.Active() && ownerGated(r.entry.Flags) {
 		switch a := pg.(type) {
 		case alua.AccessAdmitter:
-			st = a.AdmitAccess(port, mediaAccess(r.entry.Flags))
+			st = a.AdmitAccess(r.ctx, port, mediaAccess(r.entry.Flags))
 		case alua.Admitter:
 			st = a.Admit(port)
 		}

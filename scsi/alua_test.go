@@ -381,7 +381,7 @@ func TestOwnershipGateTellsReadsFromWrites(t *testing.T) {
 	d := gatewayGroups(t)
 	var seen []alua.Access
 	var mu sync.Mutex
-	d.SetAdmitAccess(func(port uint16, a alua.Access) alua.AccessState {
+	d.SetAdmitAccess(func(_ context.Context, port uint16, a alua.Access) alua.AccessState {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, a)
@@ -420,5 +420,31 @@ func TestOwnershipGateTellsReadsFromWrites(t *testing.T) {
 		if len(seen) != 1 || seen[0] != want {
 			t.Fatalf("%s: gate saw %v, want one %v", tc.name, seen, want)
 		}
+	}
+}
+
+// A gate that holds a write while ownership moves gets the command's
+// context, so an aborted command does not stay stuck in it.
+func TestOwnershipGateSeesCommandContext(t *testing.T) {
+	d := gatewayGroups(t)
+	d.SetAdmitAccess(func(ctx context.Context, _ uint16, _ alua.Access) alua.AccessState {
+		<-ctx.Done() // ownership never arrives
+		return alua.Transitioning
+	})
+	e := newEnv(t, func(c *scsi.LUConfig) { c.ALUA = d })
+	n := nexusOn("iqn.x:i", 2)
+	e.do(n, turCDB, nil, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan scsi.Response, 1)
+	go func() {
+		cmd := &scsi.Command{Nexus: n, CDB: []byte{0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, DataOut: fill(512, 1), ExpectedLength: 512}
+		done <- e.rt.Execute(ctx, cmd)
+	}()
+	select {
+	case r := <-done:
+		wantSense(t, r, scsi.SenseNotReady, 0x04, 0x0A)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the command stayed in the gate after its context ended")
 	}
 }
