@@ -1,5 +1,10 @@
 package scsi
 
+import (
+	"cmp"
+	"slices"
+)
+
 // Unmap is UNMAP (SBC-3 5.28).
 type Unmap struct {
 	ParamLen uint16
@@ -106,11 +111,7 @@ func execUnmap(r *request, c Unmap) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range descs {
-		if d.Blocks == 0 {
-			// The backend never sees zero-length requests (design.md).
-			continue
-		}
+	for _, d := range coalesceUnmap(descs) {
 		off, n := int64(d.LBA)*lu.bs, int64(d.Blocks)*lu.bs
 		unlock := lu.lockRange(off, n, false)
 		err := lu.be.Unmap(r.ctx, off, n)
@@ -120,4 +121,36 @@ func execUnmap(r *request, c Unmap) error {
 		}
 	}
 	return nil
+}
+
+// coalesceUnmap sorts the descriptors and merges overlapping or touching
+// ones, dropping empty ones (the backend never sees zero-length requests,
+// design.md). The order of an UNMAP's descriptors carries no meaning, and
+// one discard per run instead of per descriptor matters on RBD, where
+// each is an OSD round trip: libiscsi's Unmap.Simple sends up to 256
+// one-block descriptors in a list, 33,000 in all (30 s there unmerged).
+func coalesceUnmap(descs []UnmapDescriptor) []UnmapDescriptor {
+	out := make([]UnmapDescriptor, 0, len(descs))
+	for _, d := range descs {
+		if d.Blocks > 0 {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b UnmapDescriptor) int { return cmp.Compare(a.LBA, b.LBA) })
+	n := 0
+	for _, d := range out {
+		if n > 0 {
+			last := &out[n-1]
+			end := last.LBA + uint64(last.Blocks)
+			if d.LBA <= end {
+				// decodeUnmapParams bounds the sum of all descriptors
+				// by maxUnmapLBACount, so a merged run fits 32 bits.
+				last.Blocks = uint32(max(end, d.LBA+uint64(d.Blocks)) - last.LBA)
+				continue
+			}
+		}
+		out[n] = d
+		n++
+	}
+	return out[:n]
 }
