@@ -58,34 +58,49 @@ func (c Config) Cluster() Config {
 	return s
 }
 
-// ForGateway returns the configuration the named gateway process runs.
+// Local holds a gateway process's own settings: they come from its
+// command line, never from the store.
+type Local struct {
+	// GatewayName picks the process's entry in Config.Gateways.
+	GatewayName string
+	// DataDir replaces Config.DataDir when set.
+	DataDir string
+	// Portals replace Config.Portals when set and the configuration has no
+	// gateways (a single gateway, in a file or the embedded store).
+	Portals []string
+}
+
+// ForGateway returns the configuration the gateway process l runs.
 //
-// Without Gateways (a configuration file, one gateway) it is c itself:
-// the process serves c.Portals. With Gateways, the process serves the
-// named gateway's portals and only the targets that list it (or list no
-// gateway); a name the configuration lacks is an error, because serving
-// some other gateway's portals would be worse than not starting. DataDir
-// is the caller's (a per-process setting, never in the store).
-func (c Config) ForGateway(name, dataDir string) (Config, error) {
+// Without Gateways (a configuration file, or a single gateway on the
+// embedded store) the process serves l.Portals, else c.Portals. With
+// Gateways, it serves the portals of the gateway named l.GatewayName and
+// only the targets that list it (or list no gateway); a name the
+// configuration lacks is an error, because serving another gateway's
+// portals would be worse than not starting.
+func (c Config) ForGateway(l Local) (Config, error) {
 	out := c.Clone()
-	if dataDir != "" {
-		out.DataDir = dataDir
+	if l.DataDir != "" {
+		out.DataDir = l.DataDir
 	}
 	if len(c.Gateways) == 0 {
+		if len(l.Portals) > 0 {
+			out.Portals = slices.Clone(l.Portals)
+		}
 		return out, nil
 	}
-	gw, ok := c.Gateway(name)
+	gw, ok := c.Gateway(l.GatewayName)
 	if !ok {
 		names := make([]string, len(c.Gateways))
 		for i, g := range c.Gateways {
 			names[i] = g.Name
 		}
 		return Config{}, fmt.Errorf("gateway %q is not in the configuration (gateways: %s); start with --gateway-name set to one of them",
-			name, strings.Join(names, ", "))
+			l.GatewayName, strings.Join(names, ", "))
 	}
 	out.Portals = slices.Clone(gw.Portals)
 	out.Targets = slices.DeleteFunc(out.Targets, func(t Target) bool {
-		return len(t.Gateways) > 0 && !slices.Contains(t.Gateways, name)
+		return len(t.Gateways) > 0 && !slices.Contains(t.Gateways, l.GatewayName)
 	})
 	return out, nil
 }

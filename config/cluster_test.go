@@ -140,14 +140,14 @@ func TestForGateway(t *testing.T) {
 	second := NewTarget("iqn.2026-11.io.rbdgw:all")
 	c.Targets = append(c.Targets, second)
 
-	a, err := c.ForGateway("gw-a", "/var/lib/a")
+	a, err := c.ForGateway(Local{GatewayName: "gw-a", DataDir: "/var/lib/a", Portals: []string{"127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(a.Portals, []string{"127.0.0.1:3260"}) || a.DataDir != "/var/lib/a" || len(a.Targets) != 2 {
 		t.Fatalf("gw-a: %v %q %d targets", a.Portals, a.DataDir, len(a.Targets))
 	}
-	b, err := c.ForGateway("gw-b.example.com", "")
+	b, err := c.ForGateway(Local{GatewayName: "gw-b.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,14 +158,19 @@ func TestForGateway(t *testing.T) {
 	if err := b.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ForGateway("gw-x", ""); err == nil {
+	if _, err := c.ForGateway(Local{GatewayName: "gw-x"}); err == nil {
 		t.Fatal("unknown gateway accepted")
 	}
 	// No gateways: a file configuration, served as it is.
 	f := valid()
-	got, err := f.ForGateway("anything", "")
+	got, err := f.ForGateway(Local{GatewayName: "anything"})
 	if err != nil || !reflect.DeepEqual(got, f) {
 		t.Fatalf("file mode: %v %v", got, err)
+	}
+	// ... or the process's portals, for a single gateway on a store.
+	got, err = f.Cluster().ForGateway(Local{DataDir: "/d", Portals: []string{"127.0.0.1:3260"}})
+	if err != nil || !slices.Equal(got.Portals, []string{"127.0.0.1:3260"}) || got.DataDir != "/d" || got.Validate() != nil {
+		t.Fatalf("single gateway on a store: %+v %v", got, err)
 	}
 }
 

@@ -62,6 +62,7 @@ type EtcdStore struct {
 	prefix  string
 	timeout time.Duration
 	log     *slog.Logger
+	dec     keyDecoder
 }
 
 var (
@@ -146,7 +147,7 @@ func (s *EtcdStore) Get(ctx context.Context) (Config, int64, error) {
 	if err != nil {
 		return Config{}, 0, err
 	}
-	c, err := decodeKeys(kv)
+	c, err := s.dec.decode(kv)
 	if err != nil {
 		return Config{}, 0, fmt.Errorf("etcd %s: %w", s.prefix, err)
 	}
@@ -171,7 +172,7 @@ func (s *EtcdStore) Update(ctx context.Context, fn func(*Config) error) (int64, 
 		if err != nil {
 			return 0, err
 		}
-		next, put, del, err := planUpdate(kv, fn)
+		next, put, del, err := s.dec.planUpdate(kv, fn)
 		if err != nil || len(put)+len(del) == 0 {
 			return epoch, err
 		}
@@ -267,7 +268,7 @@ func (s *EtcdStore) send(out *latest, kv map[string][]byte, epoch, after int64) 
 	if epoch <= after {
 		return after
 	}
-	c, err := decodeKeys(kv)
+	c, err := s.dec.decode(kv)
 	if err != nil {
 		s.log.Error("config watch: configuration does not decode; keeping the last one", "epoch", epoch, "err", err)
 		return after

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,18 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// freeURL returns http://127.0.0.1:<a free port>.
-func freeURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
+	"github.com/rbdgw/rbdgw/internal/loopback"
+)
 
 var prefixSeq atomic.Int64
 
@@ -51,7 +41,7 @@ func etcdHarness(endpoints []string, down, up func(*testing.T), stopOne func(*te
 
 func TestEmbeddedEtcdContract(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etcd")
-	clientURL, peerURL := freeURL(t), freeURL(t)
+	clientURL, peerURL := loopback.FreeURL(t), loopback.FreeURL(t)
 	var m *EmbeddedEtcd
 	start := func(t *testing.T) {
 		t.Helper()
@@ -69,7 +59,7 @@ func TestEmbeddedEtcdContract(t *testing.T) {
 
 func TestEmbeddedEtcdRefusesNonLoopback(t *testing.T) {
 	for _, u := range []string{"http://0.0.0.0:2379", "http://192.0.2.1:2379", "https://127.0.0.1:2379", "http://localhost:2379", "127.0.0.1:2379", "http://127.0.0.1"} {
-		if _, err := StartEmbeddedEtcd(t.TempDir(), u, freeURL(t), nil); err == nil {
+		if _, err := StartEmbeddedEtcd(t.TempDir(), u, loopback.FreeURL(t), nil); err == nil {
 			t.Errorf("%s accepted", u)
 		}
 	}
@@ -92,7 +82,7 @@ func TestOpenEtcdRefusesBadOptions(t *testing.T) {
 // fails within the deadline with ErrUnavailable, and without a deadline
 // within its request timeout.
 func TestEtcdUnreachableFromStart(t *testing.T) {
-	s, err := OpenEtcd(context.Background(), EtcdOptions{Endpoints: []string{freeURL(t)}, RequestTimeout: time.Second})
+	s, err := OpenEtcd(context.Background(), EtcdOptions{Endpoints: []string{loopback.FreeURL(t)}, RequestTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +162,7 @@ func TestExternalEtcdClusterContract(t *testing.T) {
 	members := make([]*etcdMember, 3)
 	var initial []string
 	for i := range members {
-		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: freeURL(t), peer: freeURL(t)}
+		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: loopback.FreeURL(t), peer: loopback.FreeURL(t)}
 		m.dir = filepath.Join(root, m.name)
 		members[i] = m
 		initial = append(initial, m.name+"="+m.peer)

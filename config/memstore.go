@@ -33,6 +33,7 @@ type MemStore struct {
 	changed     chan struct{} // closed and replaced at every change
 	unavailable bool
 	closed      bool
+	dec         keyDecoder
 }
 
 var (
@@ -97,7 +98,7 @@ func (s *MemStore) Get(ctx context.Context) (Config, int64, error) {
 	if err != nil {
 		return Config{}, 0, err
 	}
-	c, err := decodeKeys(keys)
+	c, err := s.dec.decode(keys)
 	return c, epoch, err
 }
 
@@ -112,7 +113,7 @@ func (s *MemStore) Update(ctx context.Context, fn func(*Config) error) (int64, e
 		if err != nil {
 			return 0, err
 		}
-		next, put, del, err := planUpdate(keys, fn)
+		next, put, del, err := s.dec.planUpdate(keys, fn)
 		if err != nil || len(put)+len(del) == 0 {
 			return epoch, err
 		}
@@ -139,8 +140,8 @@ func (s *MemStore) Update(ctx context.Context, fn func(*Config) error) (int64, e
 // planUpdate decodes the current keys, applies fn and PrepareUpdate to a
 // copy, and returns the new keys with those to put and to delete: the
 // part of Update both stores share.
-func planUpdate(keys map[string][]byte, fn func(*Config) error) (next map[string][]byte, put, del []string, err error) {
-	old, err := decodeKeys(keys)
+func (d *keyDecoder) planUpdate(keys map[string][]byte, fn func(*Config) error) (next map[string][]byte, put, del []string, err error) {
+	old, err := d.decode(keys)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -170,7 +171,7 @@ func (s *MemStore) Watch(ctx context.Context, after int64) <-chan Snapshot {
 				return
 			}
 			if err == nil && epoch > after {
-				c, derr := decodeKeys(keys)
+				c, derr := s.dec.decode(keys)
 				if derr == nil {
 					out.put(Snapshot{Config: c, Epoch: epoch})
 					after = epoch

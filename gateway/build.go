@@ -261,9 +261,10 @@ func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUni
 				acl.Auth = chapOf(h.Auth)
 			}
 			tt.ACLs = append(tt.ACLs, acl)
-			if len(h.LUNs) > 0 {
+			// A host sees its group's disks, else its own luns list.
+			if ids, restricted := t.HostLUNs(h.IQN); restricted {
 				sub := map[uint64]*scsi.LogicalUnit{}
-				for _, id := range h.LUNs {
+				for _, id := range ids {
 					sub[id] = all[id]
 				}
 				hostRouters[strings.ToLower(h.IQN)] = scsi.NewRouter(sub)

@@ -69,6 +69,10 @@ type Gateway struct {
 	retired []*scsi.LogicalUnit
 	closed  bool
 
+	// health is the configuration source's status (health.go); it has its
+	// own lock.
+	health healthState
+
 	ready chan struct{}
 	errc  chan error
 
