@@ -1,6 +1,7 @@
 package scsi_test
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/rbdgw/rbdgw/scsi"
@@ -11,11 +12,11 @@ import (
 // copies, as the gateway does through etcd.
 type relay struct {
 	to    []*scsi.LogicalUnit
-	calls int
+	calls atomic.Int32
 }
 
 func (r *relay) Reset(ascq byte) {
-	r.calls++
+	r.calls.Add(1)
 	for _, lu := range r.to {
 		lu.ReplayReset(ascq)
 	}
@@ -40,8 +41,8 @@ func TestLUResetReachesEveryGateway(t *testing.T) {
 	want(t, do(gw1, on1, turCDB, nil, 0), "6/29/03")
 	want(t, do(gw2, on2, turCDB, nil, 0), "6/29/03")
 	// Replayed, not announced again.
-	if r1.calls != 1 || r2.calls != 0 {
-		t.Fatalf("announced %d times by gateway 1 and %d by gateway 2, want 1 and 0", r1.calls, r2.calls)
+	if r1.calls.Load() != 1 || r2.calls.Load() != 0 {
+		t.Fatalf("announced %d times by gateway 1 and %d by gateway 2, want 1 and 0", r1.calls.Load(), r2.calls.Load())
 	}
 	want(t, do(gw1, on1, turCDB, nil, 0), "GOOD")
 	want(t, do(gw2, on2, turCDB, nil, 0), "GOOD")
