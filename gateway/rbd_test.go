@@ -326,3 +326,35 @@ func TestRBDTakeover(t *testing.T) {
 		t.Fatal("a took the lock back without fencing while b holds it")
 	}
 }
+
+// TestRBDBadInput: an unreadable conf or a missing pool fails the start
+// at once with an error naming the disk, and leaves nothing connected.
+func TestRBDBadInput(t *testing.T) {
+	conf := rbdTestConf(t)
+	for _, tc := range []struct {
+		name, conf, backend, want string
+	}{
+		{"missing conf", "/nonexistent/ceph.conf", "rbd:rbd/x", "ceph config"},
+		{"missing pool", conf, "rbd:nosuchpool/x", "nosuchpool"},
+		{"missing namespace", conf, "rbd:rbd/nosuchns/x", "rbd/nosuchns/x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rbdGatewayConfig(t, tc.conf, "x", 16<<20)
+			c.Ceph.Conf = tc.conf
+			c.Disks[0].Backend = tc.backend
+			start := time.Now()
+			g, err := Start(Config{Config: c})
+			if err == nil {
+				g.Close()
+				t.Fatal("started")
+			}
+			if !strings.Contains(err.Error(), "disk r0") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name disk r0 and %q", err, tc.want)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %v", d)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
