@@ -20,7 +20,7 @@ DEB_PKGS := ca-certificates git gcc libc6-dev pkg-config librbd-dev librados-dev
 
 RACE_PKGS = ./target/... ./scsi/...
 
-.PHONY: all build deps demo test vet unit fuzz e2e conformance test-rbd bench clean
+.PHONY: all build deps demo test vet unit fuzz e2e conformance test-rbd bench bench-rbd clean
 
 all: build
 
@@ -83,6 +83,15 @@ test: deps vet unit fuzz e2e test-rbd
 
 bench: deps build
 	bench/compare.sh
+
+# The side-by-side benchmark on RBD: rbdgw, tgtd with tgt-rbd and direct
+# librbd (fio) on images of a micro cluster that bench/compare-rbd.sh
+# starts and stops itself (REPS, SIZE_MB, PEERS: see the script).
+bench-rbd: deps build
+	ceph/install-deps.sh
+	@dpkg-query -W -f='$${Status}\n' tgt-rbd fio 2>/dev/null | grep -c '^install ok installed' | grep -qx 2 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tgt-rbd fio >/dev/null; }
+	bench/compare-rbd.sh
 
 clean:
 	rm -rf $(BIN) tests/results
