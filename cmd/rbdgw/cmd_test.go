@@ -55,7 +55,7 @@ func TestVersion(t *testing.T) {
 func TestBadArgs(t *testing.T) {
 	for _, args := range [][]string{
 		{"nosuch"},
-		{"serve"}, // --config is required
+		{"serve", "--config", "c.yaml", "--etcd-endpoints", "http://127.0.0.1:1"}, // file or store, not both
 		{"version", "extra"},
 		{"demo", "--portal", "localhost"},
 		{"demo", "--no-such-flag"},
@@ -196,13 +196,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	}()
 	waitFor := func(s string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(errOut.String(), s) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in log:\n%s", s, errOut)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitLog(t, errOut, s)
 	}
 	waitFor("gateway started")
 	os.WriteFile(cfgPath, []byte(base+"  - {iqn: \"iqn.2026-11.io.rbdgw:hup2\", luns: [{lun_id: 0, disk: d}]}\n"), 0o600)

@@ -84,7 +84,7 @@ func NewRootCommand(streams IOStreams) *cobra.Command {
 	cmd.SetErr(streams.ErrOut)
 	cmd.PersistentFlags().StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 	cmd.PersistentFlags().StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
-	cmd.AddCommand(NewServeCommand(streams, o), NewDemoCommand(streams, o), NewVersionCommand(streams))
+	cmd.AddCommand(NewServeCommand(streams, o), NewDemoCommand(streams, o), NewConfigCommand(streams, o), NewVersionCommand(streams))
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,11 @@ type ServeOptions struct {
 	DataDir         string
 	Portals         []string
 	ShutdownTimeout time.Duration
+	// Store mode (no --config): where the cluster configuration lives,
+	// which gateway of it this process is, and a file to import first.
+	Store       StoreOptions
+	GatewayName string
+	Import      string
 
 	root    *RootOptions
 	streams IOStreams
@@ -26,12 +32,25 @@ type ServeOptions struct {
 func NewServeCommand(streams IOStreams, root *RootOptions) *cobra.Command {
 	o := &ServeOptions{root: root, streams: streams, ShutdownTimeout: DefaultShutdownTimeout}
 	cmd := &cobra.Command{
-		Use:   "serve --config FILE",
-		Short: "Run the gateway from a configuration file",
-		Long: `Run the gateway from a YAML or JSON configuration file (see
-docs/configuration.md). SIGHUP re-reads the file and applies target, host,
-LUN map and new-disk changes live. SIGINT or SIGTERM drains in-flight
-commands, logs sessions out, flushes the disks and exits 0.`,
+		Use:   "serve [--config FILE | --etcd-endpoints URLS]",
+		Short: "Run the gateway from a configuration file or the cluster store",
+		Long: `Run the gateway.
+
+With --config, from a YAML or JSON configuration file (see
+docs/configuration.md): SIGHUP re-reads the file and applies target, host,
+LUN map and new-disk changes live.
+
+Without --config, from the cluster configuration in etcd: the external
+cluster given by --etcd-endpoints, or else an etcd member embedded in this
+process (data in <data-dir>/etcd, client URL --etcd-listen-client). The
+gateway follows every change (watch) and applies it live; when etcd is
+unreachable it keeps serving the last configuration. --import FILE first
+replaces the stored configuration with the file's. When the configuration
+lists gateways, this process serves the one named --gateway-name (default:
+the host name); otherwise it serves --portal.
+
+SIGINT or SIGTERM drains in-flight commands, logs sessions out, flushes
+the disks and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {
@@ -44,16 +63,37 @@ commands, logs sessions out, flushes the disks and exits 0.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.ConfigFile, "config", "", "configuration file (.yaml, .yml or .json)")
-	f.StringVar(&o.DataDir, "data-dir", "", "override data_dir from the configuration")
-	f.StringArrayVar(&o.Portals, "portal", nil, "override portals (host:port; repeat for several)")
+	f.StringVar(&o.ConfigFile, "config", "", "configuration file (.yaml, .yml or .json); without it the cluster store is used")
+	f.StringVar(&o.DataDir, "data-dir", "", "data directory (overrides the file's data_dir; store mode default "+config.DefaultDataDir+")")
+	f.StringArrayVar(&o.Portals, "portal", nil, "portals (host:port; repeat for several): override the file's; in store mode, when the configuration lists no gateways (default "+config.DefaultPortal+")")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for sessions to drain")
-	cmd.MarkFlagRequired("config")
+	f.StringVar(&o.GatewayName, "gateway-name", "", "this gateway's name in the cluster configuration (default: the host name)")
+	f.StringVar(&o.Import, "import", "", "store mode: replace the stored configuration with this file's before serving")
+	o.Store.AddFlags(f)
+	cmd.MarkFlagsMutuallyExclusive("config", "etcd-endpoints")
+	cmd.MarkFlagsMutuallyExclusive("config", "import")
 	return cmd
 }
 
-// Complete loads the configuration and applies the flag overrides.
+// Complete loads the configuration file and applies the flag overrides;
+// in store mode it fills the defaults of the per-process settings.
 func (o *ServeOptions) Complete() error {
+	if o.ConfigFile == "" {
+		if o.DataDir == "" {
+			o.DataDir = config.DefaultDataDir
+		}
+		if len(o.Portals) == 0 {
+			o.Portals = []string{config.DefaultPortal}
+		}
+		if o.GatewayName == "" {
+			name, err := os.Hostname()
+			if err != nil {
+				return withCode(ExitBadArgs, fmt.Errorf("--gateway-name not given and the host name is unknown: %w", err))
+			}
+			o.GatewayName = name
+		}
+		return nil
+	}
 	c, err := config.ParseFile(o.ConfigFile)
 	if err != nil {
 		return withCode(ExitBadConfig, err)
@@ -78,6 +118,12 @@ func (o *ServeOptions) Validate() error {
 			return withCode(ExitBadArgs, fmt.Errorf("--portal %q: %w", p, err))
 		}
 	}
+	if o.ConfigFile == "" {
+		if err := o.Store.Validate(); err != nil {
+			return withCode(ExitBadArgs, err)
+		}
+		return nil
+	}
 	if err := o.cfg.Validate(); err != nil {
 		return withCode(ExitBadConfig, fmt.Errorf("%s: %w", o.ConfigFile, err))
 	}
@@ -89,6 +135,9 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 	log, err := o.root.Logger()
 	if err != nil {
 		return err
+	}
+	if o.ConfigFile == "" {
+		return o.runFromStore(ctx, log)
 	}
 	log.Info("configuration loaded", "file", o.ConfigFile, "data_dir", o.cfg.DataDir, "portals", o.cfg.Portals)
 	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, nil, func() (config.Config, error) {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway"
+)
+
+// storeRetryInterval is how often a gateway starting without a reachable
+// store tries again.
+const storeRetryInterval = time.Second
+
+// runFromStore is `rbdgw serve` in store mode: open the store (starting
+// the embedded member if needed), import a file if asked, read the
+// configuration (waiting for etcd if it is down: there is nothing to serve
+// before), start the gateway on this process's part of it and reconcile
+// until a signal.
+func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error {
+	s, closeStore, err := o.Store.Open(ctx, o.DataDir, log)
+	if err != nil {
+		return withCode(ExitStart, err)
+	}
+	defer func() {
+		if err := closeStore(); err != nil {
+			log.Warn("closing the configuration store", "err", err)
+		}
+	}()
+	if o.Import != "" {
+		epoch, err := importFile(ctx, s, o.Import)
+		if err != nil {
+			return err
+		}
+		log.Info("configuration imported", "file", o.Import, "epoch", epoch)
+	}
+	c, epoch, err := getWhenReachable(ctx, s, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before there was anything to serve
+		}
+		return withCode(ExitBadConfig, err)
+	}
+	local := config.Local{GatewayName: o.GatewayName, DataDir: o.DataDir, Portals: o.Portals}
+	cfg, err := c.ForGateway(local)
+	if err != nil {
+		return withCode(ExitBadConfig, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return withCode(ExitBadConfig, err)
+	}
+	log.Info("configuration read from the store", "prefix", o.Store.Prefix, "epoch", epoch,
+		"gateway", o.GatewayName, "portals", cfg.Portals, "targets", len(cfg.Targets), "disks", len(cfg.Disks))
+
+	// The reconciler stops on the same signals as runGateway, before the
+	// gateway shuts down.
+	rctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	reconcile := func(g *gateway.Gateway) error {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.Reconcile(rctx, gateway.ReconcileOptions{Store: s, Local: local, Epoch: epoch})
+		}()
+		return nil
+	}
+	// SIGHUP reads the whole configuration again (the watch should have
+	// delivered it already; this is the operator's "resync now").
+	resync := func() (config.Config, error) {
+		c, _, err := s.Get(ctx)
+		if err != nil {
+			return config.Config{}, err
+		}
+		return c.ForGateway(local)
+	}
+	return runGateway(ctx, cfg, log, o.ShutdownTimeout, reconcile, resync)
+}
+
+// getWhenReachable reads the configuration, retrying while the store is
+// unavailable, until ctx ends.
+func getWhenReachable(ctx context.Context, s config.Store, log *slog.Logger) (config.Config, int64, error) {
+	for {
+		c, epoch, err := s.Get(ctx)
+		if err == nil || !errors.Is(err, config.ErrUnavailable) {
+			return c, epoch, err
+		}
+		log.Warn("configuration store unreachable; retrying", "err", err, "in", storeRetryInterval)
+		select {
+		case <-ctx.Done():
+			return config.Config{}, 0, ctx.Err()
+		case <-time.After(storeRetryInterval):
+		}
+	}
+}
