@@ -7,7 +7,9 @@ import (
 	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Compare with librbd's own tool on the same cluster:
@@ -33,18 +35,32 @@ func benchImage(b *testing.B) *Backend {
 
 // qd runs b.N 4 KiB ops at random aligned offsets from depth goroutines.
 func qd(b *testing.B, depth int, op func(p []byte, off int64) error) {
-	var n atomic.Int64
+	qdSized(b, depth, 4096, true, op)
+}
+
+// qdSized runs b.N ops of size bytes from depth goroutines, at random
+// aligned offsets (scattered) or sequentially (wrapping), and reports IOPS and the
+// process's CPU time per op (user+system, librbd's threads included): on
+// a shared machine CPU per op is steadier than IOPS, and it is what the
+// gateway's throughput is bounded by when the cores are busy.
+func qdSized(b *testing.B, depth, size int, scattered bool, op func(p []byte, off int64) error) {
+	var n, seq atomic.Int64
 	var wg sync.WaitGroup
-	b.SetBytes(4096)
+	b.SetBytes(int64(size))
+	slots := int64(benchImageSize / size)
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	for w := 0; w < depth; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := random(4096)
+			p := random(size)
 			for n.Add(1) <= int64(b.N) {
-				off := mrand.Int64N(benchImageSize/4096) * 4096
-				if err := op(p, off); err != nil {
+				slot := seq.Add(1) % slots
+				if scattered {
+					slot = mrand.Int64N(slots)
+				}
+				if err := op(p, slot*int64(size)); err != nil {
 					b.Error(err)
 					return
 				}
@@ -54,6 +70,15 @@ func qd(b *testing.B, depth int, op func(p []byte, off int64) error) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "IOPS")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkRBDWrite4KQD32(b *testing.B) {
@@ -85,4 +110,23 @@ func BenchmarkRBDWrite4KQD1(b *testing.B) {
 	be := benchImage(b)
 	ctx := context.Background()
 	qd(b, 1, func(p []byte, off int64) error { return be.WriteAt(ctx, p, off, false) })
+}
+
+func BenchmarkRBDRead4KQD1(b *testing.B) {
+	be := benchImage(b)
+	ctx := context.Background()
+	qd(b, 1, func(p []byte, off int64) error { return be.ReadAt(ctx, p, off) })
+}
+
+// 1 MiB sequential at QD16, as bench/compare-rbd.sh's 1m workloads.
+func BenchmarkRBDRead1MQD16(b *testing.B) {
+	be := benchImage(b)
+	ctx := context.Background()
+	qdSized(b, 16, 1<<20, false, func(p []byte, off int64) error { return be.ReadAt(ctx, p, off) })
+}
+
+func BenchmarkRBDWrite1MQD16(b *testing.B) {
+	be := benchImage(b)
+	ctx := context.Background()
+	qdSized(b, 16, 1<<20, false, func(p []byte, off int64) error { return be.WriteAt(ctx, p, off, false) })
 }
