@@ -39,10 +39,10 @@ func qd(b *testing.B, depth int, op func(p []byte, off int64) error) {
 }
 
 // qdSized runs b.N ops of size bytes from depth goroutines, at random
-// aligned offsets (scattered) or sequentially (wrapping), and reports IOPS and the
-// process's CPU time per op (user+system, librbd's threads included): on
-// a shared machine CPU per op is steadier than IOPS, and it is what the
-// gateway's throughput is bounded by when the cores are busy.
+// aligned offsets (scattered) or sequentially (wrapping), and reports
+// IOPS and the process's CPU time per op (user+system, librbd's threads
+// included): on a shared machine CPU per op is steadier than IOPS, and it
+// is what the gateway's throughput is bounded by when the cores are busy.
 func qdSized(b *testing.B, depth, size int, scattered bool, op func(p []byte, off int64) error) {
 	var n, seq atomic.Int64
 	var wg sync.WaitGroup
