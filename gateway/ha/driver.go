@@ -104,7 +104,7 @@ func newDriver(cfg LUConfig, m *Membership, recs *Records, log *slog.Logger) (*D
 
 func (d *Driver) start(ctx context.Context) {
 	ctx, d.cancel = context.WithCancel(ctx)
-	d.cfg.Groups.SetAdmit(d.admit)
+	d.cfg.Groups.SetAdmitAccess(d.admit)
 	d.unsub = d.recs.Subscribe(d.cfg.Owner.LU, func(r alua.Record) {
 		d.recMu.Lock()
 		d.rec = r
@@ -120,7 +120,7 @@ func (d *Driver) stop() {
 	d.cancel()
 	<-d.done
 	d.unsub()
-	d.cfg.Groups.SetAdmit(nil)
+	d.cfg.Groups.SetAdmitAccess(nil)
 }
 
 func signal(c chan struct{}) {
@@ -130,20 +130,36 @@ func signal(c chan struct{}) {
 	}
 }
 
-// admit is the LU's media admission (alua.AdmitFunc), on the data path:
-// the owner serves while it may; anywhere else the command is demand for
-// the LU and is answered TRANSITIONING, so the initiator retries.
-func (d *Driver) admit(uint16) alua.AccessState {
+// admit is the LU's media admission (alua.AdmitAccessFunc), on the data
+// path: the owner serves while it may; with Owner.ReadsAnywhere a
+// non-owner serves reads itself while a live owner holds the LU (without
+// write-back caching a read sees every completed write); anything else is
+// demand for the LU and is answered TRANSITIONING, so the initiator
+// retries.
+func (d *Driver) admit(_ context.Context, _ uint16, a alua.Access) alua.AccessState {
 	if d.serving.Load() && (d.cfg.Lock.Fences() || d.m.Valid()) {
 		if !d.localIO.Load() {
 			d.localIO.Store(true)
 		}
 		return alua.ActiveOptimized
 	}
+	if a == alua.AccessRead && d.cfg.Owner.ReadsAnywhere && d.ownerServesElsewhere() {
+		return alua.ActiveNonOptimized
+	}
 	if !d.demand.Swap(true) {
 		signal(d.kick)
 	}
 	return alua.Transitioning
+}
+
+// ownerServesElsewhere: another gateway owns the LU and its lease is
+// alive, and this gateway's own lease is valid.
+func (d *Driver) ownerServesElsewhere() bool {
+	owner := d.Owner().Owner
+	if owner == "" || owner == d.m.Self() || !d.m.Valid() {
+		return false
+	}
+	return d.m.IsLive(owner)
 }
 
 // Serving reports whether this gateway serves the LU's media commands.

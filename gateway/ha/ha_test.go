@@ -165,15 +165,15 @@ func TestFailoverAfterOwnerLeaseExpires(t *testing.T) {
 		ownerPort, otherPort = 2, 1
 	}
 	defer survivor.Leave()
-	if st := owner.groups.Admit(ownerPort); st != alua.ActiveOptimized {
+	if st := owner.groups.AdmitAccess(context.Background(), ownerPort, alua.AccessWrite); st != alua.ActiveOptimized {
 		t.Fatalf("owner admits media as %v", st)
 	}
-	if st := other.groups.Admit(otherPort); st != alua.Transitioning {
+	if st := other.groups.AdmitAccess(context.Background(), otherPort, alua.AccessWrite); st != alua.Transitioning {
 		t.Fatalf("non-owner admits media as %v, want transitioning", st)
 	}
 	ownerCli.Close() // the owner goes silent
 	took := waitFor(t, "survivor serves", 8*time.Second, func() bool { return other.drv.Serving() })
-	if st := owner.groups.Admit(ownerPort); st == alua.ActiveOptimized {
+	if st := owner.groups.AdmitAccess(context.Background(), ownerPort, alua.AccessWrite); st == alua.ActiveOptimized {
 		t.Fatal("the silent owner still admits media commands after the takeover")
 	}
 	t.Logf("failover after the owner went silent: %s (lease TTL 2s)", took)
@@ -196,7 +196,7 @@ func hammer(g *gatewayLU, port uint16, stop chan struct{}) {
 		case <-stop:
 			return
 		case <-time.After(20 * time.Millisecond):
-			g.groups.Admit(port)
+			g.groups.AdmitAccess(context.Background(), port, alua.AccessWrite)
 		}
 	}
 }
@@ -280,5 +280,34 @@ func TestPRStoreCompareAndSwap(t *testing.T) {
 	got, err := s2.Load("lu/1")
 	if err != nil || got.Version != 1 || got.Generation != 7 {
 		t.Fatalf("after the stale save: %+v %v", got, err)
+	}
+}
+
+// With ReadsAnywhere a non-owner serves reads while the owner is alive,
+// without counting them as demand; writes still go to the owner.
+func TestReadsAnywhereServesReadsAtNonOwner(t *testing.T) {
+	eps := startEtcd(t)
+	image := filepath.Join(t.TempDir(), "disk0.img")
+	a, _ := join(t, eps, "gw-a")
+	b, _ := join(t, eps, "gw-b")
+	defer a.Leave()
+	defer b.Leave()
+	reads := func(oc *alua.OwnerConfig) { oc.ReadsAnywhere = true }
+	la := serveLU(t, a, "gw-a", image, reads)
+	lb := serveLU(t, b, "gw-b", image, reads)
+	owner, other, otherPort := ownerOf(t, la, lb)
+	waitFor(t, "the non-owner sees the owner's record", 2*time.Second, func() bool { return other.drv.Owner().Owner != "" })
+	epoch := owner.drv.Owner().Epoch
+	for i := 0; i < 100; i++ {
+		if st := other.groups.AdmitAccess(context.Background(), otherPort, alua.AccessRead); st != alua.ActiveNonOptimized {
+			t.Fatalf("read at the non-owner admitted as %v", st)
+		}
+		time.Sleep(15 * time.Millisecond) // 1.5 s of reads: longer than DemandWindow
+	}
+	if st := other.groups.AdmitAccess(context.Background(), otherPort, alua.AccessWrite); st != alua.Transitioning {
+		t.Fatalf("write at the non-owner admitted as %v", st)
+	}
+	if !owner.drv.Serving() || owner.drv.Owner().Epoch != epoch {
+		t.Fatal("reads at the non-owner moved the LU")
 	}
 }

@@ -109,6 +109,14 @@ func (m *Membership) Live() []string {
 	return slices.Clone(m.live)
 }
 
+// IsLive reports whether gateway name's alive key exists.
+func (m *Membership) IsLive(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, found := slices.BinarySearch(m.live, name)
+	return found
+}
+
 // Subscribe returns a channel that receives a value (coalesced) whenever
 // the live set or this gateway's lease changes.
 func (m *Membership) Subscribe() <-chan struct{} {
