@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -63,6 +64,9 @@ type EtcdStore struct {
 	timeout time.Duration
 	log     *slog.Logger
 	dec     keyDecoder
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: watches end
 }
 
 var (
@@ -113,7 +117,7 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	return &EtcdStore{cli: cli, prefix: o.Prefix, timeout: o.RequestTimeout, log: log}, nil
+	return &EtcdStore{cli: cli, prefix: o.Prefix, timeout: o.RequestTimeout, log: log, closed: make(chan struct{})}, nil
 }
 
 // bounded gives ctx the store's request timeout when it has no deadline.
@@ -221,8 +225,18 @@ func (s *EtcdStore) Update(ctx context.Context, fn func(*Config) error) (int64, 
 // leader, an error) it reads everything again and resumes.
 func (s *EtcdStore) Watch(ctx context.Context, after int64) <-chan Snapshot {
 	out := newLatest()
+	// The watch ends with ctx or with the store.
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		select {
+		case <-s.closed:
+		case <-ctx.Done():
+		}
+	}()
 	go func() {
 		defer out.close()
+		defer cancel()
 		delay := watchRetryInitialDelay
 		for ctx.Err() == nil {
 			kv, rev, epoch, err := s.load(ctx)
@@ -286,8 +300,15 @@ func (s *EtcdStore) Ping(ctx context.Context) error {
 	return unavailable(ctx, "ping", err)
 }
 
-// Close closes the client; watches end.
-func (s *EtcdStore) Close() error { return s.cli.Close() }
+// Close ends every watch and closes the client. Later calls do nothing.
+func (s *EtcdStore) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		err = s.cli.Close()
+	})
+	return err
+}
 
 // unavailable wraps errors that mean "etcd is not answering" in
 // ErrUnavailable; other errors (a request etcd refuses, such as too many

@@ -326,7 +326,20 @@ func contractWatch(t *testing.T, h storeUnderTest) {
 	cancel()
 	for range w {
 	}
-	// Closed on cancel: the range above ends.
+	// Closed on cancel: the range above ends. Closing the store ends its
+	// watches too.
+	c := h.client(t)
+	w = c.Watch(ctxT(t), 0)
+	waitEpoch(t, w, last, 0, 10*time.Second)
+	c.Close()
+	select {
+	case _, ok := <-w:
+		if ok {
+			t.Fatal("snapshot after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch still open 5s after Close")
+	}
 }
 
 func contractRestart(t *testing.T, h storeUnderTest) {

@@ -59,15 +59,11 @@ func addLUN(iqn string, id int) func(*config.Config) error {
 // store, start the gateway on this process's part of it, follow the store.
 func startFromStore(t *testing.T, s config.Store, l config.Local) *Gateway {
 	t.Helper()
-	c, epoch, err := s.Get(context.Background())
+	_, epoch, err := s.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, err := c.ForGateway(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := Start(Config{Config: local, Logger: testLogger(t)})
+	g, err := Start(Config{Config: mustForGateway(t, s, l), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,12 +167,11 @@ func TestReconcileCatchesUp(t *testing.T) {
 	s := config.NewMemStore(recConfig(1))
 	defer s.Close()
 	l := singleGateway(t)
-	c, epoch, err := s.Get(context.Background())
+	_, epoch, err := s.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, _ := c.ForGateway(l)
-	g, err := Start(Config{Config: local, Logger: testLogger(t)})
+	g, err := Start(Config{Config: mustForGateway(t, s, l), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,12 +412,96 @@ func TestReconcileAddLUNAt1000(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer m.Close()
+		t.Cleanup(func() { m.Close() }) // last: after the gateway and client
 		s, err := config.OpenEtcd(context.Background(), config.EtcdOptions{Endpoints: m.Endpoints()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		t.Cleanup(func() { s.Close() })
 		run(t, s)
 	})
+}
+
+// TestTwoGatewaysFollowEtcd: two gateways of one cluster on one etcd both
+// apply a change; a change made while one is down succeeds, and that
+// gateway serves it when it starts again.
+func TestTwoGatewaysFollowEtcd(t *testing.T) {
+	m, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() }) // last: after the gateways and clients
+
+	open := func() config.Store {
+		s, err := config.OpenEtcd(context.Background(), config.EtcdOptions{Endpoints: m.Endpoints(), Prefix: config.EtcdPrefix("two")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	admin := open()
+	c := recConfig(2)
+	c.Gateways = []config.Gateway{{Name: "gw-a", Portals: []string{"127.0.0.1:0"}}, {Name: "gw-b", Portals: []string{"127.0.0.2:0"}}}
+	if _, err := admin.Update(context.Background(), func(dst *config.Config) error { *dst = c; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, _ := admin.Get(context.Background())
+	if a, _ := cfg.Gateway("gw-a"); a.TPGID != 1 {
+		t.Fatalf("gw-a tpg_id %d", a.TPGID)
+	}
+	if b, _ := cfg.Gateway("gw-b"); b.TPGID != 2 {
+		t.Fatalf("gw-b tpg_id %d", b.TPGID)
+	}
+	localB := config.Local{GatewayName: "gw-b", DataDir: t.TempDir()}
+	a := startFromStore(t, open(), config.Local{GatewayName: "gw-a", DataDir: t.TempDir()})
+	b, err := Start(Config{Config: mustForGateway(t, admin, localB), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // gw-b is down
+	if _, err := admin.Update(context.Background(), addLUN(recTarget, 4)); err != nil {
+		t.Fatalf("update with a gateway down: %v", err)
+	}
+	waitFor(t, 5*time.Second, "gw-a applies", func() bool { return hasLUN(a, recTarget, 4) })
+	b = startFromStore(t, open(), localB)
+	if !hasLUN(b, recTarget, 4) {
+		t.Fatal("gw-b did not catch up at start")
+	}
+	if ip := b.Addrs()[0].(*net.TCPAddr).IP.String(); ip != "127.0.0.2" {
+		t.Fatalf("gw-b listens on %s", ip)
+	}
+	epoch, err := admin.Update(context.Background(), addLUN(recTarget, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gateway{a, b} {
+		waitFor(t, 5*time.Second, "both apply", func() bool { return g.Health().Epoch == epoch && hasLUN(g, recTarget, 5) })
+	}
+}
+
+func mustForGateway(t *testing.T, s config.Store, l config.Local) config.Config {
+	t.Helper()
+	c, _, err := s.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.ForGateway(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestHealthOfFileGateway(t *testing.T) {
+	c := recConfig(1)
+	c.Portals, c.DataDir = []string{"127.0.0.1:0"}, t.TempDir()
+	g, err := Start(Config{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if h := g.Health(); h.Source != SourceFile || h.Epoch != 0 || h.LastError != "" {
+		t.Fatalf("%+v", h)
+	}
 }
