@@ -18,7 +18,9 @@
 #             tool's own cost from the gateway's
 # Every client runs with rbd_cache false (the cluster conf says so; qemu-img
 # -t none sets it too). CPU seconds: the serving daemon for the iSCSI
-# peers, the client process itself (fio, qemu-img) for the librbd ones.
+# peers, the client process itself (fio, qemu-img) for the librbd ones;
+# "+ini" adds the initiator's (qemu-img's) for the iSCSI peers, so it is
+# what each way of reaching the image costs the machine (the OSD aside).
 #
 # I/O pattern: 4K workloads are random for fio (randread/randwrite);
 # qemu-img bench has no random mode, so its offsets advance by a stride of
@@ -30,7 +32,7 @@
 #   REPS=3            repetitions of each workload (median reported)
 #   SIZE_MB=1024      size of each image (three images: rbdgw, tgt-rbd,
 #                     and one the two librbd peers share)
-#   SCALE=1           multiply the I/O counts (longer runs)
+#   SCALE=1           multiply the I/O counts (longer runs; 0.1: a smoke run)
 #   PEERS="rbdgw tgt-rbd librbd"  (qemu-rbd: add it for the fourth column)
 #   RBDGW_BIN=bin/rbdgw
 #   MEMSTORE_BYTES    the OSD's capacity; default fits three images with
@@ -119,20 +121,24 @@ BLOCKS=$((SIZE_MB * 256))
 STRIDE=$(((BLOCKS * 618 / 1000) | 1))
 STEP_RAND=$((STRIDE * 4096))
 
+# scaled N: N times SCALE, at least 1 (SCALE=0.1 is a quick smoke run).
+scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN {c = int(n * s); print (c < 1 ? 1 : c)}'; }
+
 # name  block-size  depth  count  write?  pattern
 WORKLOADS=(
-	"4k-qd1-read   4096    1  $((10000 * SCALE)) 0 rand"
-	"4k-qd1-write  4096    1  $((5000 * SCALE))  1 rand"
-	"4k-qd32-read  4096    32 $((40000 * SCALE)) 0 rand"
-	"4k-qd32-write 4096    32 $((20000 * SCALE)) 1 rand"
-	"1m-qd16-read  1048576 16 $((2000 * SCALE))  0 seq"
-	"1m-qd16-write 1048576 16 $((1000 * SCALE))  1 seq"
+	"4k-qd1-read   4096    1  $(scaled 10000) 0 rand"
+	"4k-qd1-write  4096    1  $(scaled 5000)  1 rand"
+	"4k-qd32-read  4096    32 $(scaled 40000) 0 rand"
+	"4k-qd32-write 4096    32 $(scaled 20000) 1 rand"
+	"1m-qd16-read  1048576 16 $(scaled 2000)  0 seq"
+	"1m-qd16-write 1048576 16 $(scaled 1000)  1 seq"
 )
 
-# fio_librbd BS DEPTH COUNT WRITE PATTERN -> "seconds cpu_ticks": fio's own
-# runtime (setup excluded) and the CPU of the fio processes.
+# fio_librbd BS DEPTH COUNT WRITE PATTERN -> "seconds cpu_ticks
+# client_ticks" as qemu_bench prints: fio's own runtime (setup excluded)
+# and the CPU of the fio processes, which are target and client at once.
 fio_librbd() {
-	local bs=$1 depth=$2 count=$3 write=$4 pattern=$5 rw out secs
+	local bs=$1 depth=$2 count=$3 write=$4 pattern=$5 rw out secs ticks
 	case $pattern$write in
 	rand0) rw=randread ;; rand1) rw=randwrite ;; seq0) rw=read ;; *) rw=write ;;
 	esac
@@ -143,13 +149,15 @@ fio_librbd() {
 		rc=$?
 		times
 		exit $rc
-	) || { echo "bench: fio failed: $(cat "$WORK/fio.err")" >&2; echo "nan 0"; return; }
+	) || { echo "bench: fio failed: $(cat "$WORK/fio.err")" >&2; echo "nan 0 0"; return; }
 	# terse v3: field 9 is the read runtime (ms), 50 the write runtime.
 	secs=$(echo "$out" | awk -F';' 'NF > 50 {print ($9 + $50) / 1000}')
-	echo "${secs:-nan} $(echo "$out" | tail -n 1 | children_ticks)"
+	ticks=$(echo "$out" | tail -n 1 | children_ticks)
+	echo "${secs:-nan} $ticks $ticks"
 }
 
-# one PEER NAME BS DEPTH COUNT WRITE PATTERN -> "seconds cpu_ticks"
+# one PEER NAME BS DEPTH COUNT WRITE PATTERN -> "seconds cpu_ticks
+# client_ticks"
 one() {
 	local peer=$1 bs=$3 depth=$4 count=$5 write=$6 pattern=$7 step=""
 	[ "$pattern" = rand ] && step=$STEP_RAND
@@ -167,7 +175,7 @@ for p in "${ALL[@]}"; do has_peer "$p" && ORDER+=("$p"); done
 REVERSED=()
 for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do REVERSED+=("${ORDER[i]}"); done
 
-declare -A IOPS MBS CPU
+declare -A IOPS MBS CPU ALLCPU
 for w in "${WORKLOADS[@]}"; do
 	read -r name bs depth count write pattern <<<"$w"
 	for rep in $(seq 1 "$REPS"); do
@@ -175,12 +183,16 @@ for w in "${WORKLOADS[@]}"; do
 		if [ $((rep % 2)) = 1 ]; then order=("${ORDER[@]}"); else order=("${REVERSED[@]}"); fi
 		for peer in "${order[@]}"; do
 			r=$(one "$peer" "$name" "$bs" "$depth" "$count" "$write" "$pattern")
-			echo "$rep $r" >>"$WORK/$name.$peer"
-			printf '  %-14s rep %d %-8s %s s, %s CPU ticks\n' "$name" "$rep" "$peer" ${r% *} ${r#* } >&2
+			echo "$r" >>"$WORK/$name.$peer" # line N: repetition N
+			progress "$name" "$rep" "$peer" "$r"
 		done
 	done
 	for peer in "${ORDER[@]}"; do
-		read -r "IOPS[$name.$peer]" "MBS[$name.$peer]" "CPU[$name.$peer]" <<<"$(summarize_runs "$WORK/$name.$peer" "$count" "$bs")"
+		read -r "IOPS[$name.$peer]" "MBS[$name.$peer]" "CPU[$name.$peer]" client <<<"$(summarize_runs "$WORK/$name.$peer" "$count" "$bs")"
+		case $peer in
+		rbdgw | tgt-rbd) ALLCPU[$name.$peer]=$(awk -v a="${CPU[$name.$peer]}" -v b="$client" 'BEGIN {printf "%.2f", a + b}') ;;
+		*) ALLCPU[$name.$peer]=${CPU[$name.$peer]} ;;
+		esac
 	done
 done
 
@@ -188,24 +200,24 @@ done
 # (each repetition ran both, next to each other).
 rep_ratios() {
 	[ -s "$WORK/$1.rbdgw" ] && [ -s "$WORK/$1.$2" ] || { echo "-"; return; }
-	awk 'NR == FNR {r[$1] = $2; next} r[$1] + 0 > 0 && $2 + 0 > 0 {printf "%.2f\n", $2 / r[$1]}' "$WORK/$1.rbdgw" "$WORK/$1.$2" | spread
+	awk 'NR == FNR {r[FNR] = $1; next} r[FNR] + 0 > 0 && $1 + 0 > 0 {printf "%.2f\n", $1 / r[FNR]}' "$WORK/$1.rbdgw" "$WORK/$1.$2" | spread
 }
 
 # iops_spread NAME PEER: "min-max" IOPS over the repetitions.
 iops_spread() {
-	awk -v c="$3" '$2+0 > 0 {printf "%.0f\n", c / $2}' "$WORK/$1.$2" | spread
+	awk -v c="$3" '$1 + 0 > 0 {printf "%.0f\n", c / $1}' "$WORK/$1.$2" | spread
 }
 
 echo
-echo "${SIZE_MB} MiB RBD images on a memstore micro cluster, rbd_cache off; median of $REPS alternating runs (IOPS range over the runs; CPU: total seconds over all runs)"
+echo "${SIZE_MB} MiB RBD images on a memstore micro cluster, rbd_cache off; median of $REPS alternating runs (IOPS range over the runs; CPU: total seconds over all runs, +ini: with the initiator's)"
 printf '%-14s' workload
-for peer in "${ORDER[@]}"; do printf ' | %-8s %6s %7s %6s %13s' "$peer" IOPS MB/s "CPU s" range; done
+for peer in "${ORDER[@]}"; do printf ' | %-8s %6s %7s %6s %6s %13s' "$peer" IOPS MB/s "CPU s" "+ini" range; done
 echo
 for w in "${WORKLOADS[@]}"; do
 	read -r name _ _ count _ <<<"$w"
 	printf '%-14s' "$name"
 	for peer in "${ORDER[@]}"; do
-		printf ' | %-8s %6s %7s %6s %13s' "" "${IOPS[$name.$peer]}" "${MBS[$name.$peer]}" "${CPU[$name.$peer]}" "$(iops_spread "$name" "$peer" "$count")"
+		printf ' | %-8s %6s %7s %6s %6s %13s' "" "${IOPS[$name.$peer]}" "${MBS[$name.$peer]}" "${CPU[$name.$peer]}" "${ALLCPU[$name.$peer]}" "$(iops_spread "$name" "$peer" "$count")"
 	done
 	echo
 done

@@ -116,12 +116,12 @@ for w in "${WORKLOADS[@]}"; do
 			*) r=$(qemu_bench "$URL_T" "$PID_T" "$bs" "$depth" "$count" "$write") ;;
 			esac
 			echo "$r" >>"$WORK/$name.$tgt"
-			printf '  %-14s rep %d %-6s %s s, %s CPU ticks\n' "$name" "$rep" "$tgt" ${r% *} ${r#* } >&2
+			progress "$name" "$rep" "$tgt" "$r"
 		done
 	done
 	for tgt in rbdgw tgtd durable; do
 		[ -s "$WORK/$name.$tgt" ] || { IOPS[$name.$tgt]=nan MBS[$name.$tgt]=nan CPU[$name.$tgt]=nan; continue; }
-		read -r "IOPS[$name.$tgt]" "MBS[$name.$tgt]" "CPU[$name.$tgt]" <<<"$(summarize_runs "$WORK/$name.$tgt" "$count" "$bs")"
+		read -r "IOPS[$name.$tgt]" "MBS[$name.$tgt]" "CPU[$name.$tgt]" _ <<<"$(summarize_runs "$WORK/$name.$tgt" "$count" "$bs")"
 	done
 done
 

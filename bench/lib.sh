@@ -76,17 +76,24 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 # spread: "min-max" of a column of numbers.
 spread() { sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {if (NR==0) print "-"; else print lo "-" hi}'; }
 
-# summarize_runs FILE COUNT BS -> "IOPS MB/s CPU_seconds": the median
-# IOPS and MB/s of the runs recorded in FILE, one a line ending in
-# "seconds cpu_ticks" (as qemu_bench prints), each run COUNT I/Os of BS
-# bytes; CPU seconds summed over the runs.
+# summarize_runs FILE COUNT BS -> "IOPS MB/s CPU_seconds CLIENT_CPU_seconds":
+# the median IOPS and MB/s of the runs recorded in FILE, one a line as
+# qemu_bench prints it, each run COUNT I/Os of BS bytes; CPU seconds of the
+# target and of the client summed over the runs.
 summarize_runs() {
 	local file=$1 count=$2 bs=$3 secs
-	secs=$(awk '{print $(NF - 1)}' "$file" | median)
-	awk -v c="$count" -v b="$bs" -v s="$secs" -v t="$TICK" '{cpu += $NF} END {
+	secs=$(awk '{print $1}' "$file" | median)
+	awk -v c="$count" -v b="$bs" -v s="$secs" -v t="$TICK" '{cpu += $2; client += $3} END {
 		if (s + 0 > 0) printf "%.0f %.1f", c / s, c * b / s / 1e6; else printf "nan nan"
-		printf " %.2f\n", cpu / t
+		printf " %.2f %.2f\n", cpu / t, client / t
 	}' "$file"
+}
+
+# progress WORKLOAD REP WHO RESULT: one run's line on stderr.
+progress() {
+	local secs ticks
+	read -r secs ticks _ <<<"$4"
+	printf '  %-14s rep %d %-8s %s s, %s CPU ticks\n' "$1" "$2" "$3" "$secs" "$ticks" >&2
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 > 0 && a != "nan") printf "%.2f", a / b; else print "-"}'; }
@@ -102,13 +109,13 @@ children_ticks() {
 	}'
 }
 
-# qemu_bench URL PID BS DEPTH COUNT WRITE [STEP] -> "seconds cpu_ticks":
-# one `qemu-img bench` run against a target, with the CPU the target's
-# process PID burnt meanwhile; with PID empty the target is in qemu-img
-# (rbd:), so the CPU is qemu-img's own. STEP is the offset increment
-# (default BS: sequential).
+# qemu_bench URL PID BS DEPTH COUNT WRITE [STEP] -> "seconds cpu_ticks
+# client_ticks": one `qemu-img bench` run against a target, the CPU the
+# target's process PID burnt meanwhile and qemu-img's own; with PID empty
+# the target is in qemu-img (rbd:), so both are qemu-img's. STEP is the
+# offset increment (default BS: sequential).
 qemu_bench() {
-	local url=$1 pid=$2 bs=$3 depth=$4 count=$5 write=$6 step=${7:-} out secs t0=0 t1=0
+	local url=$1 pid=$2 bs=$3 depth=$4 count=$5 write=$6 step=${7:-} out secs t0=0 t1=0 client
 	local args=(bench -f raw -t none -d "$depth" -c "$count" -s "$bs")
 	[ -n "$step" ] && args+=(-S "$step")
 	[ "$write" = 1 ] && args+=(-w)
@@ -118,14 +125,15 @@ qemu_bench() {
 		rc=$?
 		times
 		exit $rc
-	) || { echo "bench: qemu-img ${args[*]} $url failed: $out" >&2; echo "nan 0"; return; }
+	) || { echo "bench: qemu-img ${args[*]} $url failed: $out" >&2; echo "nan 0 0"; return; }
+	client=$(echo "$out" | tail -n 1 | children_ticks)
 	if [ -n "$pid" ]; then
 		t1=$(cpu_ticks "$pid")
 	else
-		t1=$(echo "$out" | tail -n 1 | children_ticks)
+		t1=$client
 	fi
 	secs=$(echo "$out" | sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p')
-	echo "${secs:-nan} $((t1 - t0))"
+	echo "${secs:-nan} $((t1 - t0)) $client"
 }
 
 # start_tgtd: a tgtd of our own on a free port with its own control port
