@@ -147,10 +147,11 @@ func (c *Config) Sort() {
 
 // PrepareUpdate turns next, a changed copy of old, into what a store
 // writes, or says why it may not: per-process settings are dropped,
-// gateways added with tpg_id 0 get fresh ids above LastTPGID, lists are
+// gateways added with tpg_id 0 get fresh ids above LastTPGID, disks
+// without a wwn get one when the configuration lists gateways, lists are
 // sorted, and the result must validate (ValidateCluster) and respect the
 // rules that tie it to old (a gateway keeps its tpg_id; ids are never
-// reused). Both stores call it, so the API and gwcli can call it first to
+// reused; a disk keeps its wwn). Both stores call it, so the API and gwcli can call it first to
 // show the same errors.
 func PrepareUpdate(old Config, next *Config) error {
 	next.Portals = nil
@@ -181,6 +182,23 @@ func PrepareUpdate(old Config, next *Config) error {
 			g.TPGID = next.LastTPGID
 		case g.TPGID <= old.LastTPGID:
 			e.add(path, g.TPGID, "already given out (last_tpg_id is %d); ids are never reused, leave it 0 to get a new one", old.LastTPGID)
+		}
+	}
+	for i := range next.Disks {
+		d := &next.Disks[i]
+		prev, existed := old.Disk(d.Name)
+		switch {
+		case existed && prev.WWN != "" && d.WWN != prev.WWN:
+			e.add(fmt.Sprintf("disks[%d].wwn", i), quote(d.WWN), "disk %s has wwn %s; an LU's identity never changes (initiators' multipath maps hold it)", d.Name, prev.WWN)
+		case d.WWN == "" && len(next.Gateways) > 0:
+			// Every gateway must present the same LU identity: a WWN each
+			// gateway generated for itself would make one disk look like
+			// several to a multipathing initiator.
+			w, err := NewWWN()
+			if err != nil {
+				return err
+			}
+			d.WWN = w
 		}
 	}
 	next.Sort()

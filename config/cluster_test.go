@@ -3,6 +3,7 @@ package config
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -126,6 +127,18 @@ func TestPrepareUpdateAssignsTPGIDsOnce(t *testing.T) {
 			tc.mutate(&n)
 			wantFieldError(t, PrepareUpdate(old, &n), tc.path)
 		})
+	}
+
+	// Disks of a cluster get a WWN once, and keep it.
+	if d, _ := next.Disk("d0"); d.WWN == "" || !strings.HasPrefix(d.WWN, "6001405") {
+		t.Fatalf("d0 wwn %q", d.WWN)
+	}
+	moved := next.Clone()
+	moved.Disks[0].WWN = "6001405a-bcde-f012-3456-789abcdef012"
+	wantFieldError(t, PrepareUpdate(next, &moved), "disks[0].wwn")
+	single := valid().Cluster()
+	if err := PrepareUpdate(single, &single); err != nil || single.Disks[0].WWN != "" {
+		t.Fatalf("single gateway: wwn %q (each gateway keeps its own in data_dir) %v", single.Disks[0].WWN, err)
 	}
 
 	full := old.Clone()

@@ -1,6 +1,10 @@
 package config
 
-import clientv3 "go.etcd.io/etcd/client/v3"
+import (
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
 
 // Client is the store's etcd client, shared with the gateway's cluster
 // state (ownership leases and records, persistent reservations), which
@@ -8,6 +12,8 @@ import clientv3 "go.etcd.io/etcd/client/v3"
 // that state writes never bump the configuration epoch.
 func (s *EtcdStore) Client() *clientv3.Client { return s.cli }
 
-// StatePrefix is where a cluster's run-time state lives in etcd:
-// "/rbdgw/state/v1/<cluster>/", outside the configuration's prefix.
-func StatePrefix(cluster string) string { return "/rbdgw/state/v1/" + cluster + "/" }
+// StatePrefix is where the run-time state of the cluster whose
+// configuration lives under prefix is kept: beside it, not under it
+// ("/rbdgw/v1/default/" -> "/rbdgw/v1/default.state/"), so state writes
+// never bump the configuration epoch.
+func StatePrefix(prefix string) string { return strings.TrimSuffix(prefix, "/") + ".state/" }

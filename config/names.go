@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -232,4 +233,19 @@ func ParseWWN(s string) ([16]byte, error) {
 func FormatWWN(w [16]byte) string {
 	h := hex.EncodeToString(w[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// lioWWNPrefix is what LIO puts in front of a generated NAA designator:
+// NAA 6 and the Linux-iSCSI.org OUI 00-14-05.
+const lioWWNPrefix = "6001405"
+
+// NewWWN returns a random WWN in LIO's NAA 6 form, "6001405" and 25
+// random hex digits, written as FormatWWN does.
+func NewWWN() (string, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	w, err := ParseWWN(lioWWNPrefix + hex.EncodeToString(r[:])[:32-len(lioWWNPrefix)])
+	return FormatWWN(w), err
 }

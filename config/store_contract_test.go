@@ -63,6 +63,11 @@ func sampleCluster() Config {
 	c.Disks = append(c.Disks, NewDisk("pool/image", "file:pool-image.img", 4<<20))
 	c.Targets[0].LUNs = append(c.Targets[0].LUNs, LUNMap{LUNID: 10, Disk: "pool/image"})
 	c.Targets[0].Controls.CmdSNDepth = 256
+	// With gateways listed, the store gives disks without a WWN one; fixed
+	// ones keep the round trip exact.
+	for i := range c.Disks {
+		c.Disks[i].WWN = fmt.Sprintf("6001405a-bcde-f012-3456-789abcdef%03d", i)
+	}
 	return c
 }
 
