@@ -16,6 +16,9 @@ import (
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
+// RBDSupport reports whether this binary serves rbd: disks (-tags rbd).
+const RBDSupport = true
+
 // cephLink is the gateway's one rbd.Cluster: dialled when the first rbd:
 // disk opens (a gateway serving only files never needs Ceph) and closed
 // when the last one closes, which is at shutdown, since disks removed by a

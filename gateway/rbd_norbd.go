@@ -9,6 +9,9 @@ import (
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
+// RBDSupport reports whether this binary serves rbd: disks (-tags rbd).
+const RBDSupport = false
+
 // cephLink holds nothing in a build without librbd.
 type cephLink struct{}
 

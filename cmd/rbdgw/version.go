@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rbdgw/rbdgw/gateway"
 )
 
 // Version is set at link time: -ldflags "-X main.Version=v0.1.0".
@@ -18,6 +21,9 @@ type VersionInfo struct {
 	Revision  string `json:"revision,omitempty"`
 	GoVersion string `json:"go_version"`
 	Platform  string `json:"platform"`
+	// Backends are the disk backends this binary serves: rbd only when
+	// built with -tags rbd,pacific.
+	Backends []string `json:"backends"`
 }
 
 // VersionOptions are `rbdgw version`'s flags.
@@ -54,7 +60,10 @@ func (o *VersionOptions) Validate() error {
 
 // Run prints the version.
 func (o *VersionOptions) Run() error {
-	v := VersionInfo{Version: Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	v := VersionInfo{Version: Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Backends: []string{"file"}}
+	if gateway.RBDSupport {
+		v.Backends = append(v.Backends, "rbd")
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
@@ -69,6 +78,6 @@ func (o *VersionOptions) Run() error {
 	if v.Revision != "" {
 		rev = " " + v.Revision
 	}
-	_, err := fmt.Fprintf(o.streams.Out, "rbdgw %s%s %s %s\n", v.Version, rev, v.GoVersion, v.Platform)
+	_, err := fmt.Fprintf(o.streams.Out, "rbdgw %s%s %s %s backends %s\n", v.Version, rev, v.GoVersion, v.Platform, strings.Join(v.Backends, ","))
 	return err
 }
