@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway"
+	"github.com/rbdgw/rbdgw/gateway/ha"
 )
 
 // ServeOptions are `rbdgw serve`'s flags and the state Complete derives.
@@ -21,7 +23,9 @@ type ServeOptions struct {
 	// which gateway of it this process is, and a file to import first.
 	Store       StoreOptions
 	GatewayName string
-	Import      string
+	// LeaseTTL is the gateway's liveness lease in a cluster (gateway/ha).
+	LeaseTTL time.Duration
+	Import   string
 
 	root    *RootOptions
 	streams IOStreams
@@ -68,6 +72,7 @@ the disks and exits 0.`,
 	f.StringArrayVar(&o.Portals, "portal", nil, "portals (host:port; repeat for several): override the file's; in store mode, when the configuration lists no gateways (default "+config.DefaultPortal+")")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for sessions to drain")
 	f.StringVar(&o.GatewayName, "gateway-name", "", "this gateway's name in the cluster configuration (default: the host name)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", ha.DefaultLeaseTTL, "store mode with several gateways: this gateway's liveness lease in etcd; an owner that dies is replaced about this long after")
 	f.StringVar(&o.Import, "import", "", "store mode: replace the stored configuration with this file's before serving")
 	o.Store.AddFlags(f)
 	cmd.MarkFlagsMutuallyExclusive("config", "etcd-endpoints")
@@ -85,14 +90,7 @@ func (o *ServeOptions) Complete() error {
 		if len(o.Portals) == 0 {
 			o.Portals = []string{config.DefaultPortal}
 		}
-		if o.GatewayName == "" {
-			name, err := os.Hostname()
-			if err != nil {
-				return withCode(ExitBadArgs, fmt.Errorf("--gateway-name not given and the host name is unknown: %w", err))
-			}
-			o.GatewayName = name
-		}
-		return nil
+		return o.completeGatewayName()
 	}
 	c, err := config.ParseFile(o.ConfigFile)
 	if err != nil {
@@ -104,7 +102,30 @@ func (o *ServeOptions) Complete() error {
 	if len(o.Portals) > 0 {
 		c.Portals = append([]string(nil), o.Portals...)
 	}
+	if len(c.Gateways) > 0 {
+		// A file that lists gateways is served as the store would be:
+		// this process is the gateway named --gateway-name.
+		if err := o.completeGatewayName(); err != nil {
+			return err
+		}
+		if c, err = c.ForGateway(config.Local{GatewayName: o.GatewayName}); err != nil {
+			return withCode(ExitBadConfig, fmt.Errorf("%s: %w", o.ConfigFile, err))
+		}
+	}
 	o.cfg = c
+	return nil
+}
+
+// completeGatewayName defaults --gateway-name to the host name.
+func (o *ServeOptions) completeGatewayName() error {
+	if o.GatewayName != "" {
+		return nil
+	}
+	name, err := os.Hostname()
+	if err != nil {
+		return withCode(ExitBadArgs, fmt.Errorf("--gateway-name not given and the host name is unknown: %w", err))
+	}
+	o.GatewayName = name
 	return nil
 }
 
@@ -140,7 +161,7 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 		return o.runFromStore(ctx, log)
 	}
 	log.Info("configuration loaded", "file", o.ConfigFile, "data_dir", o.cfg.DataDir, "portals", o.cfg.Portals)
-	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, nil, func() (config.Config, error) {
+	return runGateway(ctx, gateway.Config{Config: o.cfg}, log, o.ShutdownTimeout, nil, func() (config.Config, error) {
 		// The same file and overrides as at start.
 		if err := o.Complete(); err != nil {
 			return config.Config{}, err

@@ -123,3 +123,42 @@ func TestServeStoreRefusals(t *testing.T) {
 		t.Fatalf("unknown gateway: exit %d: %s", code, errOut)
 	}
 }
+
+// TestServeFileWithGateways: a configuration file that lists gateways is
+// served as the gateway named --gateway-name: its portals, its targets.
+func TestServeFileWithGateways(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gws.yaml")
+	os.WriteFile(file, []byte(`
+portals: ["192.0.2.1:3260"]
+disks: [{name: d, backend: "file:d.img", size: 1M}]
+gateways:
+  - {name: gw-a, portals: ["127.0.0.1:0"], tpg_id: 1}
+  - {name: gw-b, portals: ["192.0.2.2:3260"], tpg_id: 2}
+last_tpg_id: 2
+targets:
+  - {iqn: "`+storeTarget1+`", luns: [{lun_id: 0, disk: d}], gateways: [gw-a]}
+  - {iqn: "`+storeTarget2+`", luns: [{lun_id: 0, disk: d}], gateways: [gw-b]}
+`), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errOut := &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- Execute(ctx, []string{"serve", "--config", file, "--data-dir", dir, "--gateway-name", "gw-a"},
+			IOStreams{In: strings.NewReader(""), Out: &syncBuffer{}, ErrOut: errOut})
+	}()
+	waitLog(t, errOut, "gateway started")
+	log := errOut.String()
+	if !strings.Contains(log, "127.0.0.1:") || strings.Contains(log, "192.0.2.") || strings.Contains(log, storeTarget2) {
+		t.Fatalf("gw-a serves the wrong part:\n%s", log)
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	code, _, out := run(context.Background(), "serve", "--config", file, "--data-dir", dir, "--gateway-name", "gw-z")
+	if code != ExitBadConfig || !strings.Contains(out.String(), "gw-a, gw-b") {
+		t.Fatalf("unknown gateway: exit %d: %s", code, out)
+	}
+}
