@@ -23,6 +23,10 @@ import (
 //
 //	ceph/micro-cluster.sh start /tmp/ceph
 //	RBDGW_CEPH_CONF=/tmp/ceph/ceph.conf go test -race -tags rbd,pacific -run RBD ./gateway
+//
+// RBDGW_CEPH_USER and RBDGW_CEPH_KEYRING make the gateways connect as
+// another client (a cephx cluster: micro-cluster.sh start DIR --cephx),
+// for instance one with only `mon 'profile rbd' osd 'profile rbd'` caps.
 
 func rbdTestConf(t *testing.T) string {
 	t.Helper()
@@ -61,7 +65,7 @@ func rbdGatewayConfig(t *testing.T, conf, image string, size config.Size) config
 	c := config.Default()
 	c.DataDir = t.TempDir()
 	c.Portals = []string{"127.0.0.1:0"}
-	c.Ceph = config.Ceph{Conf: conf}
+	c.Ceph = config.Ceph{Conf: conf, User: os.Getenv("RBDGW_CEPH_USER"), Keyring: os.Getenv("RBDGW_CEPH_KEYRING")}
 	d := config.NewDisk("r0", "rbd:rbd/"+image, size)
 	d.Create = true
 	d.WWN = "6001405abcdef0123456789abcdef012" // both gateways present one LU
