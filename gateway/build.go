@@ -12,19 +12,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rbdgw/rbdgw/alua"
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/ha"
 	"github.com/rbdgw/rbdgw/rbdlun"
 	"github.com/rbdgw/rbdgw/scsi"
 	"github.com/rbdgw/rbdgw/target"
 )
 
-// Single gateway for now: one portal group, one relative target port, one
-// ALUA port group. With several gateways these come from the cluster store.
-const (
-	portalGroupTag     = 1
-	relativeTargetPort = 1
-	targetPortGroup    = 1
-)
+// singleGatewayPort numbers a gateway's portal group, relative target
+// port and ALUA port group when it runs alone; in a cluster each gateway
+// uses its TPG id for all three (cluster.go).
+const singleGatewayPort = 1
+
+// portGroupID is this gateway's portal group tag, relative target port id
+// and target port group id.
+func (g *Gateway) portGroupID() uint16 {
+	if g.ha != nil {
+		return g.ha.self.TPGID
+	}
+	return singleGatewayPort
+}
 
 // Data directory layout.
 const (
@@ -39,11 +47,15 @@ func (g *Gateway) openLUs() error {
 	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("gateway: data_dir: %w", err)
 	}
-	prs, err := scsi.NewFilePRStore(filepath.Join(g.cfg.DataDir, prDir))
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+	if g.ha != nil {
+		g.prs = g.ha.c.PRStore()
+	} else {
+		prs, err := scsi.NewFilePRStore(filepath.Join(g.cfg.DataDir, prDir))
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		g.prs = prs
 	}
-	g.prs = prs
 	for i := range g.cfg.Disks {
 		d := &g.cfg.Disks[i]
 		lu, err := g.openLU(d)
@@ -69,6 +81,15 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		be.Close()
 		return nil, err
 	}
+	var groups *alua.Dynamic
+	var portGroups alua.PortGroups // nil: one group, the arrival port's
+	if g.ha != nil {
+		if groups, err = g.ha.portGroups(); err != nil {
+			be.Close()
+			return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+		}
+		portGroups = groups
+	}
 	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
 		Name:       d.Name,
 		WWN:        wwn,
@@ -80,10 +101,21 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		ThinProvisioned:   true,
 		MaxTransferBlocks: d.Controls.HWMaxSectors,
 		PRStore:           g.prs,
+		ALUA:              portGroups,
 	}, be)
 	if err != nil {
 		be.Close()
 		return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	if g.ha != nil {
+		lock, err := g.imageLock(d, be)
+		if err == nil {
+			err = g.ha.drive(d, lu, groups, lock)
+		}
+		if err != nil {
+			lu.Close()
+			return nil, err
+		}
 	}
 	// EXTENDED COPY (VMware XCOPY) between any two of our LUs.
 	g.registry.Add(lu)
@@ -123,16 +155,41 @@ func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend
 
 // openFile opens (creating or growing) a file image.
 func (g *Gateway) openFile(d *config.Disk, bk config.Backend) (scsi.Backend, error) {
-	path := bk.Path
-	if !filepath.IsAbs(path) {
-		// Relative image paths live under the data dir, so a config file
-		// can be moved with its data.
-		path = filepath.Join(g.cfg.DataDir, path)
-	}
+	path := g.filePath(bk)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	return rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly})
+	// In a cluster every gateway on the machine keeps the file open; the
+	// owner's ha.FileImage holds the flock instead.
+	return rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly, NoLock: g.ha != nil})
+}
+
+// filePath is where a file: disk's image lives.
+func (g *Gateway) filePath(bk config.Backend) string {
+	if filepath.IsAbs(bk.Path) {
+		return bk.Path
+	}
+	// Relative image paths live under the data dir, so a config file can
+	// be moved with its data.
+	return filepath.Join(g.cfg.DataDir, bk.Path)
+}
+
+// imageLock is how a disk's image is handed between gateways: the file's
+// flock and the lease for file: disks, the RBD exclusive lock and
+// blocklisting for rbd: disks.
+func (g *Gateway) imageLock(d *config.Disk, be scsi.Backend) (ha.ImageLock, error) {
+	bk, err := config.ParseBackend(d.Backend)
+	if err != nil {
+		return nil, err
+	}
+	if bk.Kind == config.BackendFile {
+		return &ha.FileImage{Path: g.filePath(bk), Backend: be}, nil
+	}
+	lock, ok := findBackend[ha.ImageLock](be)
+	if !ok {
+		return nil, fmt.Errorf("gateway: disk %s: backend %s cannot be handed between gateways", d.Name, d.Backend)
+	}
+	return lock, nil
 }
 
 // diskWWN returns the disk's WWN: the configured one, else the one
@@ -246,10 +303,10 @@ func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUni
 		tt := &target.Target{
 			Name:               t.IQN,
 			Alias:              t.Alias,
-			PortalGroupTag:     portalGroupTag,
-			RelativeTargetPort: relativeTargetPort,
-			TargetPortGroup:    targetPortGroup,
-			Portals:            append([]target.Portal(nil), g.portals...),
+			PortalGroupTag:     g.portGroupID(),
+			RelativeTargetPort: g.portGroupID(),
+			TargetPortGroup:    g.portGroupID(),
+			Portals:            g.advertisedPortals(),
 			Op:                 operational(t.Controls),
 		}
 		if t.Auth.Enabled() {
@@ -281,6 +338,15 @@ func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUni
 			"chap", t.Auth.Enabled(), "mutual_chap", t.Auth.MutualUsername != "")
 	}
 	return out, nil
+}
+
+// advertisedPortals is what SendTargets lists for a target: this
+// gateway's portals and, in a cluster, every other gateway's.
+func (g *Gateway) advertisedPortals() []target.Portal {
+	if g.ha != nil {
+		return g.ha.portals(g.portals)
+	}
+	return append([]target.Portal(nil), g.portals...)
 }
 
 func chapOf(c config.CHAP) *target.CHAP {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/ha"
 	"github.com/rbdgw/rbdgw/scsi"
 	"github.com/rbdgw/rbdgw/target"
 )
@@ -39,6 +40,12 @@ type Config struct {
 	// WrapBackend, when set, wraps each disk's backend (outermost), for
 	// tests that inject faults (rbdlun.WithFaults) end to end.
 	WrapBackend func(disk string, b scsi.Backend) scsi.Backend
+	// Cluster, when set and the configuration lists gateways, is this
+	// gateway's membership of the cluster (ha.Join): every LU is owned by
+	// one gateway at a time and reached through ALUA port groups, and
+	// persistent reservations live in etcd. Start takes it over: Shutdown
+	// (or a failed Start) leaves it.
+	Cluster *ha.Cluster
 }
 
 // DefaultStallThreshold is well below ESXi's 8 s heartbeat timeout so the
@@ -59,6 +66,9 @@ type Gateway struct {
 	// ceph is the Ceph cluster connection of rbd: disks (rbd.go); it
 	// guards itself.
 	ceph cephLink
+	// ha is the gateway's part of a multi-gateway cluster (cluster.go);
+	// nil for a single gateway.
+	ha *clusterState
 
 	// Guarded by mu: Reload replaces them; Shutdown closes the LUs.
 	mu  sync.Mutex
@@ -109,10 +119,18 @@ func Start(cfg Config) (g *Gateway, err error) {
 			for _, l := range g.lns {
 				l.Close()
 			}
+			if cfg.Cluster != nil {
+				cfg.Cluster.Leave()
+			}
 			g.closeLUs(context.Background())
 			g = nil
 		}
 	}()
+	if cfg.Cluster != nil && len(c.Gateways) > 0 {
+		if g.ha, err = newClusterState(cfg.Cluster, &c); err != nil {
+			return g, err
+		}
+	}
 
 	g.wrapBE = cfg.WrapBackend
 	g.stall = cfg.StallThreshold
@@ -132,7 +150,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 			return g, fmt.Errorf("gateway: portal %s: %w", p, err)
 		}
 		g.lns = append(g.lns, l)
-		g.portals = append(g.portals, target.Portal{Address: advertised(p, l.Addr()), PortalGroupTag: portalGroupTag})
+		g.portals = append(g.portals, target.Portal{Address: advertised(p, l.Addr()), PortalGroupTag: g.portGroupID()})
 	}
 	targets, err := g.buildTargets(&g.cfg, g.lus)
 	if err != nil {
@@ -147,6 +165,9 @@ func Start(cfg Config) (g *Gateway, err error) {
 		return g, fmt.Errorf("gateway: %w", err)
 	}
 	g.srv = srv
+	if g.ha != nil {
+		g.ha.c.WatchReservations(func(key string) { g.ha.reloadReservations(key, g.log.Warn) })
+	}
 	for _, l := range g.lns {
 		g.serveWG.Add(1)
 		go g.serve(l)
@@ -262,6 +283,13 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			g.log.Warn("drain cut short; remaining connections closed", "err", err)
 		}
 		g.serveWG.Wait()
+		if g.ha != nil {
+			// Owners release their images (flushed) and the lease is
+			// revoked, so the other gateways take the LUs over at once.
+			if lerr := g.ha.c.Leave(); lerr != nil {
+				g.log.Warn("leaving the cluster", "err", lerr)
+			}
+		}
 		// A fresh context for the flush: the drain deadline must not stop
 		// cached writes from reaching the disk.
 		if ferr := g.closeLUs(context.Background()); err == nil {

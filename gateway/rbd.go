@@ -153,6 +153,9 @@ func (g *Gateway) openRBD(d *config.Disk, bk config.Backend) (scsi.Backend, erro
 		rearm:      make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
+	// In a cluster the LU's ownership driver takes the lock (Acquire) when
+	// this gateway becomes the owner.
+	rd.ownedByCluster = g.ha != nil
 	if err := rd.start(ctx, int64(d.Size)); err != nil {
 		rd.Close()
 		return nil, err
@@ -168,6 +171,16 @@ func (d *rbdDisk) start(ctx context.Context, size int64) error {
 		if size > d.Backend.Size() {
 			d.log.Warn("read-only disk is smaller than its configured size; not grown", "size", d.Backend.Size(), "configured", size)
 		}
+		return nil
+	}
+	if d.ownedByCluster {
+		// Growing needs the lock, which only the LU's owner holds: the
+		// image keeps its size until an admin resizes it.
+		if size > d.Backend.Size() {
+			d.log.Warn("image is smaller than its configured size; in a cluster it is not grown at start", "size", d.Backend.Size(), "configured", size)
+		}
+		d.wg.Add(1)
+		go d.watchLock()
 		return nil
 	}
 	if err := d.TakeOwnership(ctx, true); err != nil {
@@ -201,6 +214,9 @@ type rbdDisk struct {
 	link       *cephLink
 	readOnly   bool
 	writeCache bool // librbd's cache is on (Options.WriteCache)
+	// ownedByCluster: a gateway/ha driver decides when this gateway owns
+	// the image (Acquire/Release); the disk takes no lock at start.
+	ownedByCluster bool
 
 	// ownMu serialises TakeOwnership with the watcher's reaction to a loss.
 	ownMu sync.Mutex

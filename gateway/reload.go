@@ -22,9 +22,10 @@ var ErrRestartRequired = errors.New("restart required")
 // credentials at their next login; sessions of removed targets are
 // dropped.
 //
-// Refused with ErrRestartRequired: a change of portals, data_dir,
-// discovery_auth, ceph, or of an existing disk's backend, wwn, block_size,
-// read_only, write_cache or controls, and shrinking a disk.
+// Refused with ErrRestartRequired: a change of portals, gateways (in a
+// cluster), data_dir, discovery_auth, ceph, or of an existing disk's
+// backend, wwn, block_size, read_only, write_cache or controls, and
+// shrinking a disk.
 //
 // Disks removed from the configuration stay open until Shutdown: sessions
 // logged in before the reload may still address them.
@@ -47,6 +48,10 @@ func (g *Gateway) Reload(c config.Config) error {
 	}
 	if old.DiscoveryAuth != c.DiscoveryAuth {
 		return fmt.Errorf("gateway: reload: discovery_auth changed: %w", ErrRestartRequired)
+	}
+	if g.ha != nil && !g.ha.sameGateways(&c) {
+		// Port groups and owners are laid out over the gateway set.
+		return fmt.Errorf("gateway: reload: gateways changed: %w", ErrRestartRequired)
 	}
 	if old.Ceph != c.Ceph {
 		// Open rbd: disks keep the cluster connection they were opened on.
@@ -77,6 +82,9 @@ func (g *Gateway) Reload(c config.Config) error {
 	var opened []*scsi.LogicalUnit
 	undo := func() {
 		for _, lu := range opened {
+			if g.ha != nil {
+				g.ha.undrive(lu.Config().Name, lu)
+			}
 			g.registry.Remove(lu)
 			lu.Close()
 		}
@@ -113,6 +121,10 @@ func (g *Gateway) Reload(c config.Config) error {
 	g.srv.SetTargets(targets)
 	for name, lu := range g.lus {
 		if _, ok := lus[name]; !ok {
+			if g.ha != nil {
+				// Another gateway may serve it again: let the image go.
+				g.ha.undrive(name, lu)
+			}
 			g.retired = append(g.retired, lu)
 			g.log.Info("disk removed from configuration; closes at shutdown", "disk", name)
 		}

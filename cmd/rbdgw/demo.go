@@ -115,7 +115,7 @@ func (o *DemoOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return runGateway(ctx, o.cfg, log, o.ShutdownTimeout, func(g *gateway.Gateway) error {
+	return runGateway(ctx, gateway.Config{Config: o.cfg}, log, o.ShutdownTimeout, func(g *gateway.Gateway) error {
 		return o.printUsage(g.Addrs()[0])
 	}, nil)
 }

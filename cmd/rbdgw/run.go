@@ -22,7 +22,7 @@ const DefaultShutdownTimeout = 30 * time.Second
 // runs once the portals accept connections. With reload set, SIGHUP
 // re-reads the configuration and applies it (a refused reload is logged
 // and the gateway keeps its configuration).
-func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdownTimeout time.Duration,
+func runGateway(ctx context.Context, gcfg gateway.Config, log *slog.Logger, shutdownTimeout time.Duration,
 	onReady func(*gateway.Gateway) error, reload func() (config.Config, error)) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -32,7 +32,8 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, shutdo
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
-	g, err := gateway.Start(gateway.Config{Config: cfg, Logger: log})
+	gcfg.Logger = log
+	g, err := gateway.Start(gcfg)
 	if err != nil {
 		return withCode(ExitStart, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rbdgw/rbdgw/config"
 	"github.com/rbdgw/rbdgw/gateway"
+	"github.com/rbdgw/rbdgw/gateway/ha"
 )
 
 // storeRetryInterval is how often a gateway starting without a reachable
@@ -81,7 +82,25 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		}
 		return c.ForGateway(local)
 	}
-	return runGateway(ctx, cfg, log, o.ShutdownTimeout, reconcile, resync)
+	gcfg := gateway.Config{Config: cfg}
+	if len(cfg.Gateways) > 0 {
+		// Several gateways serve the same LUs: join the cluster's
+		// ownership and reservation state (the gateway leaves it at
+		// shutdown).
+		es, ok := s.(*config.EtcdStore)
+		if !ok {
+			return withCode(ExitStart, errors.New("a configuration with gateways needs the etcd store"))
+		}
+		cl, err := ha.Join(ctx, es.Client(), ha.Options{Self: o.GatewayName, StatePrefix: config.StatePrefix(o.Store.Prefix),
+			LeaseTTL: o.LeaseTTL, Logger: log})
+		if err != nil {
+			return withCode(ExitStart, err)
+		}
+		log.Info("joined the gateway cluster", "gateway", o.GatewayName, "lease_ttl", cl.Membership().TTL(),
+			"live", cl.Membership().Live())
+		gcfg.Cluster = cl
+	}
+	return runGateway(ctx, gcfg, log, o.ShutdownTimeout, reconcile, resync)
 }
 
 // getWhenReachable reads the configuration, retrying while the store is

@@ -14,7 +14,7 @@ import (
 type Options struct {
 	// Self is this gateway's name (config.Gateway.Name).
 	Self string
-	// StatePrefix is config.StatePrefix(cluster).
+	// StatePrefix is config.StatePrefix of the configuration's prefix.
 	StatePrefix string
 	// LeaseTTL is the liveness lease (DefaultLeaseTTL).
 	LeaseTTL time.Duration

@@ -4,7 +4,7 @@
 // with what it sees there and carries out the machine's actions: etcd
 // compare-and-swaps, RBD lock handoffs and ALUA state changes.
 //
-// Keys live under config.StatePrefix(cluster), outside the configuration,
+// Keys live under config.StatePrefix(prefix), beside the configuration,
 // so that state writes never bump the configuration epoch:
 //
 //	alive/<gateway>   leased by the gateway; gone when its lease expires

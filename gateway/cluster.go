@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/rbdgw/rbdgw/alua"
+	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/ha"
+	"github.com/rbdgw/rbdgw/scsi"
+	"github.com/rbdgw/rbdgw/target"
+)
+
+// clusterState is this gateway's part in a cluster of gateways serving the
+// same LUs (Config.Cluster with a configuration that lists gateways): each
+// gateway is one ALUA target port group, with one relative target port,
+// both numbered by its TPG id; each LU is owned by one gateway at a time
+// through an ha.Driver, and persistent reservations live in etcd.
+type clusterState struct {
+	c        *ha.Cluster
+	self     config.Gateway
+	gateways []config.Gateway // every configured gateway, self included
+	groupOf  map[string]uint16
+
+	mu    sync.Mutex
+	byKey map[string]*scsi.LogicalUnit // LU by reservation store key
+}
+
+func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
+	self, ok := cfg.Gateway(c.Membership().Self())
+	if !ok {
+		return nil, fmt.Errorf("gateway: this gateway (%s) is not in the configuration's gateways", c.Membership().Self())
+	}
+	cs := &clusterState{c: c, self: *self, gateways: slices.Clone(cfg.Gateways),
+		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}}
+	for _, gw := range cfg.Gateways {
+		cs.groupOf[gw.Name] = gw.TPGID
+	}
+	return cs, nil
+}
+
+// portGroups returns a new LU's port groups: every gateway's group, Active/
+// Non-optimized until the LU's driver learns who owns it.
+func (cs *clusterState) portGroups() (*alua.Dynamic, error) {
+	groups := make([]alua.Group, 0, len(cs.gateways))
+	for _, gw := range cs.gateways {
+		groups = append(groups, alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID}})
+	}
+	return alua.NewDynamic(groups, 0)
+}
+
+// drive starts the ownership driver of a newly opened LU. lock hands the
+// image between gateways.
+func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua.Dynamic, lock ha.ImageLock) error {
+	names := make([]string, 0, len(cs.gateways))
+	for _, gw := range cs.gateways {
+		names = append(names, gw.Name)
+	}
+	oc := alua.DefaultOwnerConfig(d.Name, cs.self.Name, names)
+	// A non-owner may read the image itself only when no owner's cache can
+	// hold newer data, and when its backend reads without the lock (file
+	// images; an rbd: disk serves only under its lock).
+	oc.ReadsAnywhere = !d.WriteCache && !lock.Fences()
+	if _, err := cs.c.AddLU(ha.LUConfig{Owner: oc, Groups: groups, GroupOf: cs.groupOf, Lock: lock, LU: lu}); err != nil {
+		return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
+	}
+	cs.mu.Lock()
+	cs.byKey[prKey(lu)] = lu
+	cs.mu.Unlock()
+	return nil
+}
+
+// undrive stops an LU's driver (releasing the image if owned here).
+func (cs *clusterState) undrive(name string, lu *scsi.LogicalUnit) {
+	cs.c.RemoveLU(name)
+	cs.mu.Lock()
+	delete(cs.byKey, prKey(lu))
+	cs.mu.Unlock()
+}
+
+// prKey is the LU's key in the reservation store (the scsi package keys
+// reservations by the LU's WWN).
+func prKey(lu *scsi.LogicalUnit) string {
+	w := lu.Config().WWN
+	return hex.EncodeToString(w[:])
+}
+
+// reloadReservations is called when any gateway committed an LU's
+// reservations: this gateway's copy follows, so PERSISTENT RESERVE IN and
+// reservation conflicts answer the same on every path.
+func (cs *clusterState) reloadReservations(key string, log func(msg string, args ...any)) {
+	cs.mu.Lock()
+	lu := cs.byKey[key]
+	cs.mu.Unlock()
+	if lu == nil {
+		return
+	}
+	if err := lu.ReloadPR(); err != nil {
+		log("reservations not reloaded", "disk", lu.Config().Name, "err", err)
+	}
+}
+
+// portals is what SendTargets advertises: this gateway's bound portals and
+// every other gateway's configured ones, each with its gateway's tag.
+func (cs *clusterState) portals(own []target.Portal) []target.Portal {
+	out := slices.Clone(own)
+	for _, gw := range cs.gateways {
+		if gw.Name == cs.self.Name {
+			continue
+		}
+		for _, p := range gw.Portals {
+			out = append(out, target.Portal{Address: p, PortalGroupTag: gw.TPGID})
+		}
+	}
+	return out
+}
+
+// sameGateways reports whether a new configuration keeps the gateway set
+// (names, TPG ids, portals) this gateway started with.
+func (cs *clusterState) sameGateways(c *config.Config) bool {
+	return slices.EqualFunc(cs.gateways, c.Gateways, func(a, b config.Gateway) bool {
+		return a.Name == b.Name && a.TPGID == b.TPGID && slices.Equal(a.Portals, b.Portals)
+	})
+}
