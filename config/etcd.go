@@ -54,6 +54,9 @@ type EtcdOptions struct {
 	RequestTimeout time.Duration
 	// Logger receives the etcd client's warnings; nil discards them.
 	Logger *slog.Logger
+	// SecretKey, when set (SecretKeySize bytes, see LoadSecretKey), seals
+	// the CHAP passwords the store writes and opens those it reads.
+	SecretKey []byte
 }
 
 // EtcdStore is the Store in etcd: one key per object (see keys.go), the
@@ -106,6 +109,13 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*EtcdStore, error) {
 		MaxCallRecvMsgSize: 64 << 20,
 		MaxCallSendMsgSize: 64 << 20,
 	}
+	var box *SecretBox
+	if o.SecretKey != nil {
+		var err error
+		if box, err = NewSecretBox(o.SecretKey); err != nil {
+			return nil, fmt.Errorf("etcd: %w", err)
+		}
+	}
 	if o.CertFile != "" || o.KeyFile != "" || o.CAFile != "" {
 		tls, err := transport.TLSInfo{CertFile: o.CertFile, KeyFile: o.KeyFile, TrustedCAFile: o.CAFile}.ClientConfig()
 		if err != nil {
@@ -117,7 +127,8 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	return &EtcdStore{cli: cli, prefix: o.Prefix, timeout: o.RequestTimeout, log: log, closed: make(chan struct{})}, nil
+	return &EtcdStore{cli: cli, prefix: o.Prefix, timeout: o.RequestTimeout, log: log, closed: make(chan struct{}),
+		dec: keyDecoder{box: box}}, nil
 }
 
 // bounded gives ctx the store's request timeout when it has no deadline.

@@ -55,7 +55,9 @@ func esc(name string) string { return url.PathEscape(name) }
 // encodeKeys turns a cluster configuration into its keys and JSON values.
 // Zero-valued singletons (no discovery CHAP, default Ceph settings) have no
 // key, so an empty configuration is an empty prefix.
-func encodeKeys(c *Config) (map[string][]byte, error) {
+//
+// With a box, CHAP passwords are sealed (see SecretBox).
+func encodeKeys(c *Config, box *SecretBox) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	var err error
 	put := func(key string, v any) {
@@ -74,7 +76,7 @@ func encodeKeys(c *Config) (map[string][]byte, error) {
 		out[key] = b
 	}
 	if c.DiscoveryAuth != (CHAP{}) {
-		put(keyDiscoveryAuth, c.DiscoveryAuth)
+		put(keyDiscoveryAuth, box.sealCHAP(c.DiscoveryAuth))
 	}
 	if c.Ceph != (Ceph{}) {
 		put(keyCeph, c.Ceph)
@@ -92,11 +94,13 @@ func encodeKeys(c *Config) (map[string][]byte, error) {
 		base := keyTargets + esc(t.IQN)
 		head := t
 		head.LUNs, head.Hosts, head.HostGroups = nil, nil, nil
+		head.Auth = box.sealCHAP(head.Auth)
 		put(base, head)
 		for _, m := range t.LUNs {
 			put(base+"/"+segLUNs+"/"+strconv.FormatUint(m.LUNID, 10), m)
 		}
 		for _, h := range t.Hosts {
+			h.Auth = box.sealCHAP(h.Auth)
 			put(base+"/"+segHosts+"/"+esc(h.IQN), h)
 		}
 		for _, g := range t.HostGroups {
@@ -117,6 +121,7 @@ func encodeKeys(c *Config) (map[string][]byte, error) {
 // thousands (decoding dominated an update's CPU time). Safe for
 // concurrent use.
 type keyDecoder struct {
+	box  *SecretBox // opens sealed CHAP passwords; nil: none configured
 	mu   sync.Mutex
 	last map[string]decodedValue // the keys of the latest decode
 }
@@ -136,7 +141,7 @@ func (d *keyDecoder) decode(kvs map[string][]byte) (Config, error) {
 			now[k] = p
 			continue
 		}
-		v, err := decodeValue(k, raw)
+		v, err := decodeValue(k, raw, d.box)
 		if err != nil {
 			return Config{}, fmt.Errorf("key %s: %w", k, err)
 		}
@@ -154,8 +159,9 @@ func (d *keyDecoder) decode(kvs map[string][]byte) (Config, error) {
 	return c.Clone(), nil
 }
 
-// decodeValue decodes one key's value into the object its key names.
-func decodeValue(k string, raw []byte) (any, error) {
+// decodeValue decodes one key's value into the object its key names,
+// opening sealed passwords with box.
+func decodeValue(k string, raw []byte, box *SecretBox) (any, error) {
 	var v any
 	switch {
 	case k == keyEpoch:
@@ -190,7 +196,16 @@ func decodeValue(k string, raw []byte) (any, error) {
 	if err := strictJSON(raw, v); err != nil {
 		return nil, err
 	}
-	return v, nil
+	var err error
+	switch v := v.(type) {
+	case *CHAP:
+		err = box.openCHAP(v)
+	case *Target:
+		err = box.openCHAP(&v.Auth)
+	case *Host:
+		err = box.openCHAP(&v.Auth)
+	}
+	return v, err
 }
 
 // assemble puts decoded objects together into a configuration.

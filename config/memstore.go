@@ -47,7 +47,7 @@ var (
 func NewMemStore(initial Config) *MemStore {
 	c := initial.Cluster()
 	c.Sort()
-	keys, err := encodeKeys(&c)
+	keys, err := encodeKeys(&c, nil)
 	if err != nil {
 		// Only a configuration with two objects of one name gets here.
 		panic(fmt.Sprintf("config: NewMemStore: %v", err))
@@ -152,7 +152,7 @@ func (d *keyDecoder) planUpdate(keys map[string][]byte, fn func(*Config) error) 
 	if err := PrepareUpdate(old, &c); err != nil {
 		return nil, nil, nil, err
 	}
-	if next, err = encodeKeys(&c); err != nil {
+	if next, err = encodeKeys(&c, d.box); err != nil {
 		return nil, nil, nil, err
 	}
 	put, del = keyDiff(keys, next)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,7 +42,9 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 	os.WriteFile(file1, []byte(storeFile1), 0o600)
 	os.WriteFile(file2, []byte(storeFile2), 0o600)
 	client, peer := loopback.FreeURL(t), loopback.FreeURL(t)
-	storeFlags := []string{"--etcd-listen-client", client, "--etcd-listen-peer", peer, "--cluster-name", "t1"}
+	keyFile := filepath.Join(dir, "secret.key")
+	os.WriteFile(keyFile, []byte("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"), 0o600)
+	storeFlags := []string{"--etcd-listen-client", client, "--etcd-listen-peer", peer, "--cluster-name", "t1", "--secret-key-file", keyFile}
 	serve := func(extra ...string) (stop func() int, log *syncBuffer) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out, errOut := &syncBuffer{}, &syncBuffer{}
@@ -77,6 +80,10 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 	if strings.Contains(log.String(), "storepass1234") {
 		t.Fatal("secret in the log")
 	}
+	// The password is sealed in etcd: not in the member's files.
+	if out, _ := exec.Command("grep", "-r", "-l", "storepass1234", filepath.Join(dir, "etcd")).Output(); len(out) > 0 {
+		t.Fatalf("password in clear in %s", out)
+	}
 
 	// Restart without --import: the store kept both targets.
 	stop, log = serve()
@@ -110,6 +117,7 @@ func TestServeStoreRefusals(t *testing.T) {
 		{[]string{"--etcd-cert", "c.pem"}, ExitBadArgs, "--etcd-key"},
 		{[]string{"--etcd-listen-client", "http://0.0.0.0:2379"}, ExitStart, "loopback"},
 		{[]string{"--import", filepath.Join(dir, "missing.yaml")}, ExitBadConfig, "missing.yaml"},
+		{[]string{"--secret-key-file", filepath.Join(dir, "nokey")}, ExitStart, "nokey"},
 	} {
 		code, _, errOut := run(context.Background(), append(append([]string{}, base...), tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut.String(), tc.say) {

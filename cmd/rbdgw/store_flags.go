@@ -26,6 +26,8 @@ type StoreOptions struct {
 	KeyFile     string
 	CAFile      string
 	DialTimeout time.Duration
+	// SecretKeyFile holds the key that seals CHAP passwords in etcd.
+	SecretKeyFile string
 	// The embedded member's URLs (loopback only).
 	EmbeddedClientURL string
 	EmbeddedPeerURL   string
@@ -41,6 +43,8 @@ func (o *StoreOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KeyFile, "etcd-key", "", "client key for etcd (TLS)")
 	fs.StringVar(&o.CAFile, "etcd-cacert", "", "CA certificate that signed the etcd servers' certificates (TLS)")
 	fs.DurationVar(&o.DialTimeout, "etcd-dial-timeout", config.DefaultDialTimeout, "etcd connection timeout")
+	fs.StringVar(&o.SecretKeyFile, "secret-key-file", "",
+		"file with a base64 32-byte key (head -c 32 /dev/urandom | base64): CHAP passwords are stored encrypted with it; every gateway needs the same one")
 	fs.StringVar(&o.EmbeddedClientURL, "etcd-listen-client", config.DefaultEtcdClientURL,
 		"embedded etcd: client URL (loopback only)")
 	fs.StringVar(&o.EmbeddedPeerURL, "etcd-listen-peer", config.DefaultEtcdPeerURL,
@@ -112,10 +116,17 @@ func (o *StoreOptions) Client(ctx context.Context, log *slog.Logger) (config.Sto
 }
 
 func (o *StoreOptions) client(ctx context.Context, endpoints []string, log *slog.Logger) (*config.EtcdStore, error) {
+	var key []byte
+	if o.SecretKeyFile != "" {
+		var err error
+		if key, err = config.LoadSecretKey(o.SecretKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	return config.OpenEtcd(ctx, config.EtcdOptions{
 		Endpoints: endpoints, Prefix: o.Prefix,
 		CertFile: o.CertFile, KeyFile: o.KeyFile, CAFile: o.CAFile,
-		DialTimeout: o.DialTimeout, Logger: log,
+		DialTimeout: o.DialTimeout, Logger: log, SecretKey: key,
 	})
 }
 

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rbdgw/rbdgw/internal/loopback"
+)
+
+func TestSecretBox(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, SecretKeySize)
+	b, err := NewSecretBox(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := b.seal("password1234"), b.seal("password1234")
+	if s1 != s2 || !strings.HasPrefix(s1, sealedPrefix) || strings.Contains(s1, "password1234") {
+		t.Fatalf("seal: %q %q", s1, s2)
+	}
+	if p, err := b.open(s1); err != nil || p != "password1234" {
+		t.Fatalf("open: %q %v", p, err)
+	}
+	if p, err := b.open("clearpass1234"); err != nil || p != "clearpass1234" {
+		t.Fatalf("clear passes: %q %v", p, err)
+	}
+	other, _ := NewSecretBox(bytes.Repeat([]byte{8}, SecretKeySize))
+	if _, err := other.open(s1); err == nil {
+		t.Fatal("opened with another key")
+	}
+	var none *SecretBox
+	if _, err := none.open(s1); err != errSealed {
+		t.Fatalf("no key: %v", err)
+	}
+	if _, err := b.open(sealedPrefix + "!!"); err == nil {
+		t.Fatal("malformed accepted")
+	}
+	if _, err := NewSecretBox(key[:16]); err == nil {
+		t.Fatal("short key accepted")
+	}
+}
+
+func TestLoadSecretKey(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "k")
+	os.WriteFile(good, []byte("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"), 0o600)
+	if k, err := LoadSecretKey(good); err != nil || !bytes.Equal(k, bytes.Repeat([]byte{7}, 32)) {
+		t.Fatalf("%x %v", k, err)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("c2hvcnQ=\n"), 0o600)
+	if _, err := LoadSecretKey(bad); err == nil {
+		t.Fatal("short key accepted")
+	}
+}
+
+// TestEtcdSealsPasswords: with a secret key etcd never holds a CHAP
+// password in clear; Get returns them; a store without the key (or with
+// another) refuses to read rather than serve wrong credentials.
+func TestEtcdSealsPasswords(t *testing.T) {
+	m, err := StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	open := func(key []byte) *EtcdStore {
+		s, err := OpenEtcd(context.Background(), EtcdOptions{Endpoints: m.Endpoints(), Prefix: "/sealed/", SecretKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	key := bytes.Repeat([]byte{7}, SecretKeySize)
+	s := open(key)
+	want := sampleCluster()
+	want.Targets[0].Auth = CHAP{Username: "target_user", Password: "targetpass12", MutualUsername: "mutual_user", MutualPassword: "mutualpass12"}
+	want.Targets[0].Hosts[0].Auth = CHAP{Username: "host_user", Password: "hostpass1234"}
+	e1, err := s.Update(ctxT(t), set(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	raw, err := cli.Get(ctxT(t), "/sealed/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range raw.Kvs {
+		for _, secret := range []string{"discoverypass", "targetpass12", "mutualpass12", "hostpass1234"} {
+			if bytes.Contains(kv.Value, []byte(secret)) {
+				t.Errorf("%s holds %s in clear", kv.Key, secret)
+			}
+		}
+	}
+	got, _ := mustGet(t, s)
+	if got.DiscoveryAuth.Password != "discoverypass" || got.Targets[0].Auth.MutualPassword != "mutualpass12" {
+		t.Fatalf("passwords not opened: %+v", got.Targets[0].Auth)
+	}
+	// Sealing is deterministic, so an unchanged configuration writes
+	// nothing.
+	if e, err := s.Update(ctxT(t), func(*Config) error { return nil }); err != nil || e != e1 {
+		t.Fatalf("no-op update: %d %v (was %d)", e, err, e1)
+	}
+	if _, _, err := open(nil).Get(ctxT(t)); err == nil || !strings.Contains(err.Error(), "secret key") {
+		t.Fatalf("without the key: %v", err)
+	}
+	if _, _, err := open(bytes.Repeat([]byte{8}, SecretKeySize)).Get(ctxT(t)); err == nil || !strings.Contains(err.Error(), "another key") {
+		t.Fatalf("with another key: %v", err)
+	}
+}
