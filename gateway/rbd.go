@@ -51,6 +51,15 @@ func osdOpTimeout(secs uint32) time.Duration {
 	return time.Duration(secs) * time.Second
 }
 
+// timeoutText renders an OSD op timeout for the log ("none" when
+// negative).
+func timeoutText(d time.Duration) string {
+	if d < 0 {
+		return "none"
+	}
+	return d.String()
+}
+
 // longer reports whether timeout a waits longer than b (negative: never
 // times out).
 func longer(a, b time.Duration) bool {
@@ -93,11 +102,11 @@ func (g *Gateway) cluster(d *config.Disk) (*rbd.Cluster, error) {
 			return nil, err
 		}
 		l.cl, l.osd = cl, timeout
-		g.log.Info("connected to ceph", "conf", c.Conf, "cluster", c.Cluster, "user", c.User, "osd_op_timeout", timeout)
+		g.log.Info("connected to ceph", "conf", c.Conf, "cluster", c.Cluster, "user", c.User, "osd_op_timeout", timeoutText(timeout))
 	}
 	if want != l.osd {
 		g.log.Warn("osd_op_timeout differs from the gateway's rados clients'; the gateway's applies",
-			"disk", d.Name, "osd_op_timeout", want, "gateway_osd_op_timeout", l.osd)
+			"disk", d.Name, "osd_op_timeout", timeoutText(want), "gateway_osd_op_timeout", timeoutText(l.osd))
 	}
 	l.refs++
 	return l.cl, nil

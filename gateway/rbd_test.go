@@ -362,3 +362,41 @@ func TestRBDBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRBDTimeoutAndWriteCache: the gateway's rados clients take the
+// longest osd_op_timeout of its rbd: disks (0 = none), and write_cache
+// gives an LU with WCE=1 whose flush succeeds.
+func TestRBDTimeoutAndWriteCache(t *testing.T) {
+	for _, tc := range []struct {
+		secs [2]uint32
+		want time.Duration
+	}{
+		{[2]uint32{10, 40}, 40 * time.Second},
+		{[2]uint32{30, 0}, -1},
+	} {
+		conf := rbdTestConf(t)
+		c := rbdGatewayConfig(t, conf, rbdTestImage(t, conf), 16<<20)
+		d1 := config.NewDisk("r1", "rbd:rbd/"+rbdTestImage(t, conf), 16<<20)
+		d1.Create, d1.WriteCache = true, true
+		c.Disks = append(c.Disks, d1)
+		c.Targets[0].LUNs = append(c.Targets[0].LUNs, config.LUNMap{LUNID: 1, Disk: "r1"})
+		c.Disks[0].Controls.OSDOpTimeout, c.Disks[1].Controls.OSDOpTimeout = tc.secs[0], tc.secs[1]
+		g, err := Start(Config{Config: c, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.ceph.osd != tc.want {
+			t.Errorf("osd_op_timeout %v gave the clients %v, want %v", tc.secs, g.ceph.osd, tc.want)
+		}
+		lu := g.LogicalUnits()["r1"]
+		if !lu.Config().WriteCache {
+			t.Error("write_cache: true did not give WCE=1")
+		}
+		r := newCmdRunner(t, lu, "iqn.2026-11.io.rbdgw:gwtest-a")
+		r.good("cached write", r.write(0, randomBytes(4096)))
+		r.good("SYNCHRONIZE CACHE", r.exec([]byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil, 0))
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
