@@ -328,18 +328,24 @@ func TestReconcileKeepsSessions(t *testing.T) {
 		return len(before) > 0
 	})
 	var took []time.Duration
+	// Four changes to another target, then one to the session's own
+	// target (a LUN added): the session stays in every case.
 	for i := 1; i <= 5; i++ {
+		iqn := recOther
+		if i == 5 {
+			iqn = recTarget
+		}
 		start := time.Now()
 		if _, err := s.Update(context.Background(), func(c *config.Config) error {
 			if i == 1 {
 				tg := config.NewTarget(recOther)
 				c.Targets = append(c.Targets, tg)
 			}
-			return addLUN(recOther, i)(c)
+			return addLUN(iqn, i)(c)
 		}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "change applied", func() bool { return hasLUN(g, recOther, uint64(i)) })
+		waitFor(t, 5*time.Second, "change applied", func() bool { return hasLUN(g, iqn, uint64(i)) })
 		took = append(took, time.Since(start))
 	}
 	var after []uint16
@@ -354,7 +360,7 @@ func TestReconcileKeepsSessions(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("iscsi-perf during reconciles: %v\n%s", err, out.String())
 	}
-	t.Logf("5 changes applied during I/O (each %v); session TSIH %v kept; iscsi-perf: %s", took, before, lastLine(out.String()))
+	t.Logf("5 changes (4 to another target, 1 to the session's) applied during I/O (each %v); session TSIH %v kept; iscsi-perf: %s", took, before, lastLine(out.String()))
 }
 
 func lastLine(s string) string {
