@@ -4,7 +4,9 @@
 # Idempotent: does nothing when every package is already installed.
 set -eu
 
-PKGS="ceph-mon ceph-osd ceph-common librbd-dev librados-dev uuid-runtime"
+# procps (ps) and iproute2 (ss): micro-cluster.sh checks daemons and free
+# ports with them, and a minimal Debian image lacks both.
+PKGS="ceph-mon ceph-osd ceph-common librbd-dev librados-dev uuid-runtime procps iproute2"
 
 missing=""
 for p in $PKGS; do
