@@ -106,30 +106,6 @@ func FromCephISCSI(raw []byte, o ImportOptions) (config.Config, []string, error)
 		return c, nil, err
 	}
 
-	for _, name := range sortedKeys(cc.Disks) {
-		d := cc.Disks[name]
-		if d.Backstore != "" && d.Backstore != "user:rbd" {
-			return c, nil, fmt.Errorf("disks.%s: backstore %q: only user:rbd (tcmu-runner RBD) images carry over", name, d.Backstore)
-		}
-		pool, image := d.Pool, d.Image
-		if pool == "" || image == "" {
-			pool, image, _ = strings.Cut(name, "/")
-		}
-		if o.ImageSize == nil {
-			return c, nil, fmt.Errorf("disks.%s: the image size is unknown (gateway.conf keeps none)", name)
-		}
-		size, err := o.ImageSize(pool, image)
-		if err != nil {
-			return c, nil, fmt.Errorf("disks.%s: image size: %w", name, err)
-		}
-		disk := config.NewDisk(name, "rbd:"+pool+"/"+image, size)
-		disk.WWN = d.WWN
-		if err := overlayControls(&disk.Controls, d.Controls); err != nil {
-			return c, nil, fmt.Errorf("disks.%s.controls: %w", name, err)
-		}
-		c.Disks = append(c.Disks, disk)
-	}
-
 	portals := map[string][]string{}
 	for _, iqn := range sortedKeys(cc.Targets) {
 		ct := cc.Targets[iqn]
@@ -184,6 +160,32 @@ func FromCephISCSI(raw []byte, o ImportOptions) (config.Config, []string, error)
 			t.HostGroups = append(t.HostGroups, hg)
 		}
 		c.Targets = append(c.Targets, t)
+	}
+
+	// Image sizes come last: they cost the API a call each, and the
+	// checks above need none.
+	for _, name := range sortedKeys(cc.Disks) {
+		d := cc.Disks[name]
+		if d.Backstore != "" && d.Backstore != "user:rbd" {
+			return c, nil, fmt.Errorf("disks.%s: backstore %q: only user:rbd (tcmu-runner RBD) images carry over", name, d.Backstore)
+		}
+		pool, image := d.Pool, d.Image
+		if pool == "" || image == "" {
+			pool, image, _ = strings.Cut(name, "/")
+		}
+		if o.ImageSize == nil {
+			return c, nil, fmt.Errorf("disks.%s: the image size is unknown (gateway.conf keeps none)", name)
+		}
+		size, err := o.ImageSize(pool, image)
+		if err != nil {
+			return c, nil, fmt.Errorf("disks.%s: image size: %w", name, err)
+		}
+		disk := config.NewDisk(name, "rbd:"+pool+"/"+image, size)
+		disk.WWN = d.WWN
+		if err := overlayControls(&disk.Controls, d.Controls); err != nil {
+			return c, nil, fmt.Errorf("disks.%s.controls: %w", name, err)
+		}
+		c.Disks = append(c.Disks, disk)
 	}
 
 	for _, name := range sortedKeys(cc.Gateways) {

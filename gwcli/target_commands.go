@@ -41,7 +41,7 @@ func targetCommands() []*Command {
 			})},
 		auth("discovery_auth", "set CHAP for discovery sessions (nochap: off)", []Kind{KindTargets}, func(*Node) string { return "/discovery-auth" }),
 		auth("auth", "set the target's CHAP credentials (nochap: off)", []Kind{KindTarget}, func(n *Node) string { return targetPath(n.Target) + "/auth" }),
-		auth("auth", "set this host's CHAP credentials (nochap: off)", []Kind{KindHost}, host),
+		auth("auth", "set this host's CHAP credentials (nochap: off)", []Kind{KindHost}, func(n *Node) string { return host(n) + "/auth" }),
 		{Name: "reconfigure", Help: "set a target control (cmdsn_depth, immediate_data, first_burst_length, ...)", Kinds: []Kind{KindTarget},
 			Pos: []Param{{Name: "control", Required: true, Values: controlNames(config.DefaultTargetControls()), Strict: true}, {Name: "value", Required: true}},
 			Run: request(func(x *Scope, n *Node, a Args) (string, string, any, error) {
