@@ -24,6 +24,8 @@ type APIOptions struct {
 	Password   string
 	Cert, Key  string
 	TrustedIPs []string
+
+	flags *pflag.FlagSet // to tell a default address from a chosen one
 }
 
 // DefaultAPIAddr is the API's listen address.
@@ -35,7 +37,7 @@ const envAPIPassword = "RBDGW_API_PASSWORD"
 
 // AddFlags binds the API flags.
 func (o *APIOptions) AddFlags(f *pflag.FlagSet) {
-	o.Addr = DefaultAPIAddr
+	o.Addr, o.flags = DefaultAPIAddr, f
 	f.StringVar(&o.Addr, "api-addr", o.Addr, `management API host:port ("" turns it off)`)
 	f.StringVar(&o.User, "api-user", "", "API basic-auth user (with --api-password or $"+envAPIPassword+")")
 	f.StringVar(&o.Password, "api-password", "", "API basic-auth password (prefer $"+envAPIPassword+")")
@@ -85,17 +87,18 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// StartAPI serves the management API on store until ctx ends; the
-// returned channel gets Serve's result. Image operations use librbd when
-// the binary has it and the configuration names a Ceph cluster. With
-// --api-addr "" it does nothing and returns a nil channel.
-func (o *APIOptions) StartAPI(ctx context.Context, store config.Store, log *slog.Logger) (<-chan error, error) {
+// Start serves the management API on store until ctx ends (store mode
+// of rbdgw serve: the API writes the cluster configuration). Image
+// operations use librbd when the binary has it and the configuration
+// names a Ceph cluster. It returns once the API listens; a later failure
+// is logged. With --api-addr "" it does nothing.
+func (o *APIOptions) Start(ctx context.Context, store config.Store, log *slog.Logger) error {
 	if o.Addr == "" {
-		return nil, nil
+		return nil
 	}
 	opts, err := o.options()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(opts.Users) == 0 {
 		log.Warn("management API without authentication: anyone on a trusted address may change the configuration; set --api-user")
@@ -103,23 +106,31 @@ func (o *APIOptions) StartAPI(ctx context.Context, store config.Store, log *slog
 	opts.Store, opts.Logger = store, log.With("component", "api")
 	images, closeImages, err := imageService(ctx, store)
 	if err != nil {
-		return nil, withCode(ExitStart, err)
+		return withCode(ExitStart, err)
 	}
 	opts.Images = images
 	a, err := api.New(opts)
 	if err != nil {
 		closeImages()
-		return nil, withCode(ExitBadArgs, err)
+		return withCode(ExitBadArgs, err)
 	}
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		closeImages()
-		return nil, withCode(ExitStart, fmt.Errorf("management API: %w", err))
+		if o.flags != nil && !o.flags.Changed("api-addr") {
+			// Any gateway's API manages the whole cluster: a default
+			// port taken (a second gateway on one host) must not keep
+			// this one from serving iSCSI.
+			log.Error("management API not started: default address unavailable; set --api-addr", "addr", o.Addr, "err", err)
+			return nil
+		}
+		return withCode(ExitStart, fmt.Errorf("management API: %w", err))
 	}
-	done := make(chan error, 1)
 	go func() {
 		defer closeImages()
-		done <- a.ServeListener(ctx, ln, nil)
+		if err := a.ServeListener(ctx, ln, nil); err != nil {
+			log.Error("management API stopped", "err", err)
+		}
 	}()
-	return done, nil
+	return nil
 }

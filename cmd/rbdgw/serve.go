@@ -22,6 +22,7 @@ type ServeOptions struct {
 	// Store mode (no --config): where the cluster configuration lives,
 	// which gateway of it this process is, and a file to import first.
 	Store       StoreOptions
+	API         APIOptions // the management API (store mode), api.go
 	GatewayName string
 	// LeaseTTL is the gateway's liveness lease in a cluster (gateway/ha).
 	LeaseTTL time.Duration
@@ -75,6 +76,7 @@ the disks and exits 0.`,
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", ha.DefaultLeaseTTL, "store mode with several gateways: this gateway's liveness lease in etcd; an owner that dies is replaced about this long after")
 	f.StringVar(&o.Import, "import", "", "store mode: replace the stored configuration with this file's before serving")
 	o.Store.AddFlags(f)
+	o.API.AddFlags(f)
 	cmd.MarkFlagsMutuallyExclusive("config", "etcd-endpoints")
 	cmd.MarkFlagsMutuallyExclusive("config", "import")
 	return cmd

@@ -62,6 +62,9 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 	// gateway shuts down.
 	rctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := o.API.Start(rctx, s, log); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()

@@ -49,7 +49,7 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out, errOut := &syncBuffer{}, &syncBuffer{}
 		done := make(chan int)
-		args := append([]string{"serve", "--data-dir", dir, "--portal", "127.0.0.1:0", "--gateway-name", "gw1"}, storeFlags...)
+		args := append([]string{"serve", "--data-dir", dir, "--portal", "127.0.0.1:0", "--gateway-name", "gw1", "--api-addr", "127.0.0.1:0"}, storeFlags...)
 		go func() {
 			done <- Execute(ctx, append(args, extra...), IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
 		}()
@@ -106,7 +106,7 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 func TestServeStoreRefusals(t *testing.T) {
 	dir := t.TempDir()
 	client, peer := loopback.FreeURL(t), loopback.FreeURL(t)
-	base := []string{"serve", "--data-dir", dir, "--portal", "127.0.0.1:0", "--etcd-listen-client", client, "--etcd-listen-peer", peer}
+	base := []string{"serve", "--data-dir", dir, "--portal", "127.0.0.1:0", "--etcd-listen-client", client, "--etcd-listen-peer", peer, "--api-addr", "127.0.0.1:0"}
 	for _, tc := range []struct {
 		args []string
 		code int
