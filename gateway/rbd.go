@@ -182,6 +182,11 @@ func (d *rbdDisk) start(ctx context.Context, size int64) error {
 		}
 		return nil
 	}
+	// Writers hand the image over through its exclusive lock: refuse an
+	// image without the feature at start, with the command that adds it.
+	if err := d.Backend.RequireFeatures(); err != nil {
+		return err
+	}
 	if d.ownedByCluster {
 		// Growing needs the lock, which only the LU's owner holds: the
 		// image keeps its size until an admin resizes it.
