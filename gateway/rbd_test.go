@@ -235,6 +235,20 @@ func TestRBDMissingImage(t *testing.T) {
 	}
 }
 
+// An image without exclusive-lock cannot be handed between gateways: the
+// start fails naming the feature and how to enable it.
+func TestRBDImageWithoutExclusiveLock(t *testing.T) {
+	conf := rbdTestConf(t)
+	image := rbdTestImage(t, conf)
+	rbdCLI(t, conf, "create", "--size", "16M", "--image-feature", "layering", "rbd/"+image)
+	c := rbdGatewayConfig(t, conf, image, 16<<20)
+	c.Disks[0].Create = false
+	_, err := Start(Config{Config: c})
+	if err == nil || !strings.Contains(err.Error(), "exclusive-lock") || !strings.Contains(err.Error(), "rbd feature enable") {
+		t.Fatalf("start with an image lacking exclusive-lock: %v", err)
+	}
+}
+
 // TestRBDTakeover: a second gateway opening the image takes it over
 // (newest wins): the first answers NOT READY for reads, writes and TEST
 // UNIT READY, recovers a fresh rados client but does not retake the lock
