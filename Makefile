@@ -16,9 +16,9 @@ E2E_TIMEOUT ?= 25m
 # Debian packages: the initiators and reference target the end-to-end tests
 # and the benchmark drive, and a C toolchain for -race (and cgo librbd).
 DEB_PKGS := ca-certificates git gcc libc6-dev pkg-config librbd-dev librados-dev \
-	libiscsi-bin tgt qemu-utils qemu-block-extra
+	libiscsi-bin tgt qemu-utils qemu-block-extra etcd-server
 
-RACE_PKGS = ./target/... ./scsi/...
+RACE_PKGS = ./target/... ./scsi/... ./alua/... ./gateway/ha/...
 
 .PHONY: all build deps demo test vet unit fuzz e2e conformance test-rbd bench bench-rbd clean
 
@@ -47,11 +47,12 @@ demo: deps build
 vet:
 	$(GO) vet $(TAGS) ./...
 
-# -race where the concurrency lives (iSCSI sessions, device server), plain
-# elsewhere; the end-to-end suite runs separately, last.
+# -race where the concurrency lives (iSCSI sessions, device server, ALUA
+# and the ownership drivers), plain elsewhere; the end-to-end suite runs
+# separately, last.
 unit:
 	$(GO) test $(TAGS) -race -count=1 $(RACE_PKGS)
-	$(GO) test $(TAGS) -count=1 $$($(GO) list ./... | grep -v -e '/target' -e '/scsi' -e '/tests$$')
+	$(GO) test $(TAGS) -count=1 $$($(GO) list ./... | grep -v -e '/target' -e '/scsi' -e '/alua' -e '/gateway/ha' -e '/tests$$')
 
 # Every Fuzz target of every package, briefly (FUZZTIME each).
 fuzz:
