@@ -1,0 +1,189 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gwcli end to end: the admin shell's documented flow (ceph-iscsi's
+// "Configuring the iSCSI target using the command line interface") run
+// with the real gwcli against the API of a real gateway, on an RBD image
+// of a live Ceph cluster, then libiscsi logs in with CHAP through each of
+// the two gateways.
+
+const (
+	gwcliTarget = "iqn.2026-01.io.rbdgw.test:gwcli"
+	gwcliUser   = "gwcliuser01"
+	gwcliPass   = "gwcliSecret12"
+)
+
+// buildGwcli builds cmd/gwcli into dir.
+func buildGwcli(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "gwcli")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gwcli")
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build gwcli: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
+	r := newRBDSpec(t) // skips without RBDGW_CEPH_CONF (a live Ceph cluster)
+	needEtcd(t)
+	needTools(t, "iscsi-inq", "iscsi-ls")
+	if buildErr != nil {
+		t.Fatalf("rbdgw did not build: %v", buildErr)
+	}
+	if !serveHasFlag("--api-addr") {
+		t.Fatal("rbdgw serve has no --api-addr: the management API is not wired")
+	}
+	dir := t.TempDir()
+	bin := buildGwcli(t, dir)
+	etcd := startEtcd(t, 1)
+
+	// Two gateways, gw-a on 127.0.0.1 serving the API, gw-b on 127.0.0.2.
+	type gw struct{ name, portal, data, log string }
+	var gws []*gw
+	for i, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		port, err := freePortOn(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "gw-" + string(rune('a'+i))
+		g := &gw{name: name, portal: fmt.Sprintf("%s:%d", host, port), data: filepath.Join(dir, name), log: filepath.Join(dir, name+".log")}
+		os.MkdirAll(g.data, 0o755)
+		gws = append(gws, g)
+	}
+	apiPort, err := freePortOn("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+
+	// The gateways exist before the targets: each process is started as
+	// one of them. The ceph section gives the API its image service.
+	seed := map[string]any{
+		"ceph":     map[string]string{"conf": r.conf},
+		"gateways": []map[string]any{{"name": "gw-a", "portals": []string{gws[0].portal}}, {"name": "gw-b", "portals": []string{gws[1].portal}}},
+	}
+	b, _ := json.Marshal(seed)
+	seedPath := filepath.Join(dir, "seed.json")
+	os.WriteFile(seedPath, b, 0o600)
+	if out, err := run(30*time.Second, rbdgwBin, "config", "import", seedPath, "--etcd-endpoints", etcd.Endpoints()); err != nil {
+		t.Fatalf("config import: %v\n%s", err, out)
+	}
+	t.Setenv("RBDGW_API_PASSWORD", "apiSecret")
+	var daemons []*daemon
+	t.Cleanup(func() {
+		for _, d := range daemons {
+			if err := d.Stop(stopGrace); err != nil {
+				t.Errorf("stopping %s: %v", d.name, err)
+			}
+		}
+		if t.Failed() {
+			for _, g := range gws {
+				t.Logf("tail of %s:\n%s", g.log, logTail(g.log, 4000))
+			}
+		}
+	})
+	for i, g := range gws {
+		api := "--api-addr="
+		if i == 0 {
+			api = "--api-addr=127.0.0.1:" + fmt.Sprint(apiPort)
+		}
+		d, err := startDaemon(g.name, g.log, rbdgwBin, "serve", "--etcd-endpoints", etcd.Endpoints(), "--gateway-name", g.name,
+			"--data-dir", g.data, "--lease-ttl", "2s", api, "--api-user", "admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemons = append(daemons, d)
+		if err := waitPortal(d, g.portal, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	home := t.TempDir()
+	env := append(os.Environ(), "HOME="+home, "RBDGW_API_URL="+apiURL, "RBDGW_API_USER=admin", "RBDGW_API_PASSWORD=apiSecret")
+	gwcli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("gwcli %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	disk := r.image("disk0") // rbd/<prefix>-disk0, removed by r's cleanup
+	tp := "/iscsi-targets/" + gwcliTarget
+	host := tp + "/hosts/" + initiator1
+	gwcli("/iscsi-targets", "create", gwcliTarget)
+	gwcli(tp+"/gateways", "create", "gw-a", gws[0].portal)
+	gwcli(tp+"/gateways", "create", "gw-b", gws[1].portal)
+	gwcli("/disks", "create", "pool="+r.pool, "image="+strings.TrimPrefix(disk, r.pool+"/"), "size=64M")
+	gwcli(tp+"/disks", "add", disk)
+	gwcli(tp+"/hosts", "create", initiator1)
+	gwcli(host, "auth", "username="+gwcliUser, "password="+gwcliPass)
+	gwcli(host, "disk", "add", disk)
+	if out := gwcli("ls", "/cluster"); strings.Count(out, "[up, ") != 2 {
+		t.Fatalf("both gateways should be up:\n%s", out)
+	}
+	if out, err := r.cli(time.Minute, "info", disk); err != nil || !strings.Contains(out, "64 MiB") {
+		t.Fatalf("rbd info %s: %v\n%s", disk, err, out)
+	}
+
+	// Each gateway logs the CHAP initiator in and refuses a wrong secret;
+	// the change reached both through etcd. libiscsi's tools send TEST
+	// UNIT READY right after login, which the LUN's non-owner may answer
+	// NOT READY 04/0A (ALUA transition, gateway/ha's business): that
+	// answer still proves the login. The owner must answer INQUIRY.
+	loggedIn := func(out string, err error) bool {
+		return err == nil && strings.Contains(out, "Lun:0") || strings.Contains(out, "TESTUNITREADY failed with SENSE KEY:NOT READY")
+	}
+	inquired := 0
+	for _, g := range gws {
+		var out string
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			out, err = run(20*time.Second, "iscsi-ls", "-s", "-i", initiator1, fmt.Sprintf("iscsi://%s%%%s@%s", gwcliUser, gwcliPass, g.portal))
+			if loggedIn(out, err) {
+				break
+			}
+		}
+		if !loggedIn(out, err) || !strings.Contains(out, gwcliTarget) {
+			t.Fatalf("%s: iscsi-ls: %v\n%s", g.name, err, out)
+		}
+		bad := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", gwcliUser, "wrongSecret123", g.portal, gwcliTarget)
+		if out, err := run(20*time.Second, "iscsi-inq", "-i", initiator1, bad); err == nil || loggedIn(out, err) || strings.Contains(out, "NOT READY") {
+			t.Fatalf("%s: a wrong CHAP secret logged in:\n%s", g.name, out)
+		}
+		url := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", gwcliUser, gwcliPass, g.portal, gwcliTarget)
+		if out, err := run(20*time.Second, "iscsi-inq", "-i", initiator1, url); err == nil {
+			inquired++
+		} else {
+			t.Logf("%s: iscsi-inq: %v %s", g.name, err, out)
+		}
+	}
+	if inquired == 0 {
+		t.Fatal("no gateway answered INQUIRY")
+	}
+
+	// The undo, in reverse. The gateways keep a removed disk's image open
+	// until they stop ("closes at shutdown"), so the image stays
+	// (keep_image=true) and r's cleanup removes it after they stopped.
+	gwcli(host, "disk", "remove", disk)
+	gwcli(tp+"/hosts", "delete", initiator1)
+	gwcli(tp+"/disks", "delete", disk)
+	gwcli("/disks", "delete", disk, "keep_image=true")
+	if out := gwcli("ls", "/"); strings.Contains(out, "disk0") || !strings.Contains(out, "[Auth: None, Gateways: 2, LUNs: 0, Hosts: 0]") {
+		t.Fatalf("after the undo:\n%s", out)
+	}
+}
