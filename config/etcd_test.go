@@ -236,3 +236,11 @@ func waitHealthy(t *testing.T, endpoints []string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestStoreRefusesMismatchedKey(t *testing.T) {
+	s := NewMemStore(Config{})
+	s.keys["disks/d"] = []byte(`{"name":"e","backend":"file:e.img","size":1048576}`)
+	if _, _, err := s.Get(context.Background()); err == nil || !strings.Contains(err.Error(), "disks/d") {
+		t.Fatalf("disk key naming another disk: %v", err)
+	}
+}

@@ -196,14 +196,30 @@ func decodeValue(k string, raw []byte, box *SecretBox) (any, error) {
 	if err := strictJSON(raw, v); err != nil {
 		return nil, err
 	}
+	// The key names the object: a value naming another one (a hand edit)
+	// would be written back under a different key at the next update.
 	var err error
+	want := ""
 	switch v := v.(type) {
 	case *CHAP:
 		err = box.openCHAP(v)
+	case *Gateway:
+		want = keyGateways + esc(v.Name)
+	case *Disk:
+		want = keyDisks + esc(v.Name)
 	case *Target:
+		want = keyTargets + esc(v.IQN)
 		err = box.openCHAP(&v.Auth)
+	case *LUNMap:
+		want = "/" + segLUNs + "/" + strconv.FormatUint(v.LUNID, 10)
 	case *Host:
+		want = "/" + segHosts + "/" + esc(v.IQN)
 		err = box.openCHAP(&v.Auth)
+	case *HostGroup:
+		want = "/" + segGroups + "/" + esc(v.Name)
+	}
+	if err == nil && want != "" && !strings.HasSuffix(k, want) {
+		err = fmt.Errorf("the value names another object (its key would be ...%s)", want)
 	}
 	return v, err
 }
