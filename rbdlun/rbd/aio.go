@@ -12,6 +12,12 @@ package rbd
 // pool of blocking rbd_read/rbd_write calls would need, and librbd's
 // completion thread never waits for the Go scheduler.
 //
+// A request submitted while no other is in flight (queue depth 1, where
+// latency is all there is) waits instead in a blocking cgo call on a futex
+// that the callback wakes: one thread wake-up instead of the eventfd's plus
+// the reaper's hand-off through a channel, which also wakes an idle Go
+// thread to spin. At most one such waiter holds an OS thread at a time.
+//
 // Buffers: librbd keeps the data pointer until the completion fires, so the
 // Go buffers are pinned (runtime.Pinner) for that long, and a request never
 // returns before its completion, even when its context is done: librbd
@@ -99,6 +105,10 @@ func startReaper() {
 	go reapLoop(os.NewFile(uintptr(fd), "rbdgw-aio-completions"))
 }
 
+// inFlight counts the requests between submit and completion, process
+// wide; a request that finds none in flight waits directly.
+var inFlight atomic.Int32
+
 // reapBatch is how many completions reapLoop takes per cgo call.
 const reapBatch = 64
 
@@ -140,6 +150,11 @@ func aio(submit func(req *aioReq, c C.rbd_completion_t) C.int, mismatch *uint64,
 			req.pin.Pin(&p[0])
 		}
 	}
+	direct := inFlight.Add(1) == 1
+	req.c.direct, req.c.done = 0, 0
+	if direct {
+		req.c.direct = 1
+	}
 	var c C.rbd_completion_t
 	var r int64
 	if rc := C.rbdgw_aio_completion(req.c, &c); rc < 0 {
@@ -148,9 +163,13 @@ func aio(submit func(req *aioReq, c C.rbd_completion_t) C.int, mismatch *uint64,
 		// Not queued: the callback will not run.
 		C.rbd_aio_release(c)
 		r = int64(rc)
+	} else if direct {
+		C.rbdgw_aio_wait(req.c)
+		r = int64(req.c.ret)
 	} else {
 		r = <-req.done
 	}
+	inFlight.Add(-1)
 	if mismatch != nil {
 		*mismatch = uint64(req.c.mismatch)
 	}
