@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -212,5 +213,34 @@ func TestPipedShell(t *testing.T) {
 	}
 	if code, _, _ := gw(t, "ls\nauth username=x password=y\n", "--url", url); code != gwcli.ExitBadArgs {
 		t.Fatalf("last line bad: exit %d", code)
+	}
+}
+
+// TestTLS: an https API with a self-signed certificate is reached with
+// --ca-cert (or --insecure); without either the certificate is refused.
+func TestTLS(t *testing.T) {
+	a, err := api.New(api.Options{Store: config.NewMemStore(config.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(a)
+	defer srv.Close()
+	t.Setenv("HOME", t.TempDir())
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	if code, out, errOut := gw(t, "", "--url", srv.URL, "--ca-cert", ca, "ls"); code != 0 || !strings.Contains(out, "o- iscsi-targets") {
+		t.Fatalf("--ca-cert: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := gw(t, "", "--url", srv.URL, "--insecure", "ls"); code != 0 {
+		t.Fatalf("--insecure: %d %s", code, errOut)
+	}
+	if code, _, errOut := gw(t, "", "--url", srv.URL, "ls"); code != gwcli.ExitUnreachable || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("untrusted certificate: %d %s", code, errOut)
+	}
+	if code, _, _ := gw(t, "", "--url", srv.URL, "--ca-cert", filepath.Join(t.TempDir(), "none.pem"), "ls"); code != gwcli.ExitBadArgs {
+		t.Fatalf("missing CA file: %d", code)
+	}
+	if code, _, _ := gw(t, "", "--url", "ftp://x", "ls"); code != gwcli.ExitBadArgs {
+		t.Fatalf("bad URL: %d", code)
 	}
 }
