@@ -279,3 +279,44 @@ func TestNavigationNeedsNoAPI(t *testing.T) {
 		t.Fatalf("cwd after the disk went: %s", x.Cwd.Path())
 	}
 }
+
+func TestBookmarks(t *testing.T) {
+	x := scopeAt(t, "/iscsi-targets/"+tIQN+"/hosts")
+	x.BookmarksFile = t.TempDir() + "/bookmarks.json"
+	var out bytes.Buffer
+	x.Out = &out
+	run := func(line string) error {
+		words, _ := Split(line)
+		x.NewCwd = ""
+		return Execute(x, words)
+	}
+	if err := run("bookmarks add h"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("bookmarks add d /disks/rbd"); err != nil {
+		t.Fatal(err)
+	}
+	x.SetConfig(x.Config, nil, "/")
+	if err := run("goto h"); err != nil || x.NewCwd != "/iscsi-targets/"+tIQN+"/hosts" {
+		t.Fatalf("goto h: %v %q", err, x.NewCwd)
+	}
+	out.Reset()
+	if err := run("bookmarks"); err != nil || out.String() != "d\t/disks/rbd\nh\t/iscsi-targets/"+tIQN+"/hosts\n" {
+		t.Fatalf("list: %v %q", err, out.String())
+	}
+	if got := texts(Complete(x, "goto ")); !slices.Equal(got, []string{"d", "h"}) {
+		t.Fatalf("completion: %q", got)
+	}
+	if err := run("bookmarks delete d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("goto d"); ExitCode(err) != ExitBadArgs {
+		t.Fatalf("goto a deleted bookmark: %v", err)
+	}
+	if err := run("bookmarks add x /nowhere"); ExitCode(err) != ExitBadArgs {
+		t.Fatalf("bookmark of a missing path: %v", err)
+	}
+	if err := run("bookmarks rename a b"); ExitCode(err) != ExitBadArgs {
+		t.Fatalf("unknown action: %v", err)
+	}
+}
