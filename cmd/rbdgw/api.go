@@ -75,6 +75,15 @@ func (o *APIOptions) options() (api.Options, error) {
 	return opts, nil
 }
 
+// Validate checks the API flags (before the store is opened).
+func (o *APIOptions) Validate() error {
+	if o.Addr == "" {
+		return nil
+	}
+	_, err := o.options()
+	return err
+}
+
 // parsePrefix accepts a CIDR or a single address.
 func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {

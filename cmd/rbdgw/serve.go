@@ -145,7 +145,7 @@ func (o *ServeOptions) Validate() error {
 		if err := o.Store.Validate(); err != nil {
 			return withCode(ExitBadArgs, err)
 		}
-		return nil
+		return o.API.Validate()
 	}
 	if err := o.cfg.Validate(); err != nil {
 		return withCode(ExitBadConfig, fmt.Errorf("%s: %w", o.ConfigFile, err))
