@@ -404,7 +404,11 @@ func TestReconcileAddLUNAt1000(t *testing.T) {
 			t.Fatalf("iscsi-ls does not list LUN %d:\n%s", n+2, out[max(0, len(out)-2000):])
 		}
 		t.Logf("iscsi-ls (login, REPORT LUNS, %d INQUIRYs) lists LUN %d; took %s", n+3, n+2, time.Since(start).Round(time.Millisecond))
-		if worst > time.Second {
+		switch {
+		case worst <= time.Second:
+		case raceEnabled:
+			t.Logf("adding a LUN at %d LUNs took %s under -race; the 1s budget applies without it", n, worst)
+		default:
 			t.Fatalf("adding a LUN at %d LUNs took %s; want under 1s", n, worst)
 		}
 	}
