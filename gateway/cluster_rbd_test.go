@@ -102,6 +102,9 @@ func TestRBDClusterFailover(t *testing.T) {
 		resp = rn.write(0, randomBytes(4096))
 	}
 	rn.sense("write at the non-owner", resp, "02/04/0a")
+	// Path checkers send TEST UNIT READY to every path: a non-owner's path
+	// is healthy.
+	rn.good("TEST UNIT READY at the non-owner", rn.exec([]byte{0, 0, 0, 0, 0, 0}, nil, 0))
 
 	killed := time.Now()
 	owner.cli.Close() // the owner falls silent: no keep-alives, no revoke

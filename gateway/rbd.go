@@ -260,8 +260,16 @@ func (d *rbdDisk) gate() error {
 	return &scsi.NotReadyError{ASC: 0x04, ASCQ: 0x0A, Err: errNotOwner}
 }
 
-// Ready lets TEST UNIT READY report the lock's loss.
-func (d *rbdDisk) Ready() error { return d.gate() }
+// Ready lets TEST UNIT READY report the lock's loss. In a cluster a
+// non-owner is ready: its port group's ALUA state tells the initiator where
+// to send I/O, and path checkers (dm-multipath's tur) must not fail the
+// healthy paths of the gateways that do not own the LU.
+func (d *rbdDisk) Ready() error {
+	if d.ownedByCluster {
+		return nil
+	}
+	return d.gate()
+}
 
 // Owned reports whether this gateway holds the image's lock and serves it.
 func (d *rbdDisk) Owned() bool { return !d.readOnly && d.gate() == nil }
