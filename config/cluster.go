@@ -184,12 +184,16 @@ func PrepareUpdate(old Config, next *Config) error {
 			e.add(path, g.TPGID, "already given out (last_tpg_id is %d); ids are never reused, leave it 0 to get a new one", old.LastTPGID)
 		}
 	}
+	oldWWN := make(map[string]string, len(old.Disks)) // a map: thousands of disks
+	for _, d := range old.Disks {
+		oldWWN[d.Name] = d.WWN
+	}
 	for i := range next.Disks {
 		d := &next.Disks[i]
-		prev, existed := old.Disk(d.Name)
+		prev := oldWWN[d.Name]
 		switch {
-		case existed && prev.WWN != "" && d.WWN != prev.WWN:
-			e.add(fmt.Sprintf("disks[%d].wwn", i), quote(d.WWN), "disk %s has wwn %s; an LU's identity never changes (initiators' multipath maps hold it)", d.Name, prev.WWN)
+		case prev != "" && d.WWN != prev:
+			e.add(fmt.Sprintf("disks[%d].wwn", i), quote(d.WWN), "disk %s has wwn %s; an LU's identity never changes (initiators' multipath maps hold it)", d.Name, prev)
 		case d.WWN == "" && len(next.Gateways) > 0:
 			// Every gateway must present the same LU identity: a WWN each
 			// gateway generated for itself would make one disk look like
