@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,17 +12,9 @@ import (
 
 	"github.com/rbdgw/rbdgw/config"
 	"github.com/rbdgw/rbdgw/gateway/ha"
+	"github.com/rbdgw/rbdgw/internal/loopback"
 )
 
-func freeLoopbackURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
 
 // clusterMember is one gateway of an in-process cluster: its own etcd
 // client (closing it makes the gateway fall silent, as a crash would) and
@@ -43,7 +34,7 @@ type clusterMember struct {
 func TestRBDClusterFailover(t *testing.T) {
 	conf := rbdTestConf(t)
 	image := rbdTestImage(t, conf)
-	etcd, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), freeLoopbackURL(t), freeLoopbackURL(t), nil)
+	etcd, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package ha_test
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,24 +12,16 @@ import (
 	"github.com/rbdgw/rbdgw/alua"
 	"github.com/rbdgw/rbdgw/config"
 	"github.com/rbdgw/rbdgw/gateway/ha"
+	"github.com/rbdgw/rbdgw/internal/loopback"
 	"github.com/rbdgw/rbdgw/rbdlun"
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
-func freeURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
 
 // startEtcd starts an embedded single-member etcd for the test.
 func startEtcd(t *testing.T) []string {
 	t.Helper()
-	e, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), freeURL(t), freeURL(t), nil)
+	e, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
