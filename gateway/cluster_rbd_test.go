@@ -15,7 +15,6 @@ import (
 	"github.com/rbdgw/rbdgw/internal/loopback"
 )
 
-
 // clusterMember is one gateway of an in-process cluster: its own etcd
 // client (closing it makes the gateway fall silent, as a crash would) and
 // its ha membership.

@@ -17,7 +17,6 @@ import (
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
-
 // startEtcd starts an embedded single-member etcd for the test.
 func startEtcd(t *testing.T) []string {
 	t.Helper()
