@@ -24,10 +24,12 @@ type Options struct {
 // Cluster is one gateway's part in the cluster-wide state: its lease, the
 // ownership records, the reservation store and one Driver per LU.
 type Cluster struct {
-	m    *Membership
-	recs *Records
-	prs  *PRStore
-	log  *slog.Logger
+	cli         *clientv3.Client
+	statePrefix string
+	m           *Membership
+	recs        *Records
+	prs         *PRStore
+	log         *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,7 +60,7 @@ func Join(ctx context.Context, cli *clientv3.Client, o Options) (*Cluster, error
 		m.Close()
 		return nil, err
 	}
-	c := &Cluster{m: m, recs: recs, prs: NewPRStore(cli, o.StatePrefix), log: log, drivers: map[string]*Driver{}}
+	c := &Cluster{cli: cli, statePrefix: o.StatePrefix, m: m, recs: recs, prs: NewPRStore(cli, o.StatePrefix), log: log, drivers: map[string]*Driver{}}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.wg.Add(1)
 	go func() {
