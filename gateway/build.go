@@ -102,6 +102,7 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		MaxTransferBlocks: d.Controls.HWMaxSectors,
 		PRStore:           g.prs,
 		ALUA:              portGroups,
+		Events:            g.ha.luEvents(wwn),
 	}, be)
 	if err != nil {
 		be.Close()

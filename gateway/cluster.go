@@ -102,6 +102,26 @@ func (cs *clusterState) reloadReservations(key string, log func(msg string, args
 	}
 }
 
+// luEvents relays the resets of the LU with this WWN to the other
+// gateways (nil outside a cluster).
+func (cs *clusterState) luEvents(wwn [16]byte) scsi.LUEvents {
+	if cs == nil {
+		return nil
+	}
+	return cs.c.LUEvents(hex.EncodeToString(wwn[:]))
+}
+
+// replayReset performs on this gateway's copy of an LU a reset another
+// gateway performed, so every path reports it.
+func (cs *clusterState) replayReset(key string, ascq byte) {
+	cs.mu.Lock()
+	lu := cs.byKey[key]
+	cs.mu.Unlock()
+	if lu != nil {
+		lu.ReplayReset(ascq)
+	}
+}
+
 // portals is what SendTargets advertises: this gateway's bound portals and
 // every other gateway's configured ones, each with its gateway's tag.
 func (cs *clusterState) portals(own []target.Portal) []target.Portal {

@@ -167,6 +167,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 	g.srv = srv
 	if g.ha != nil {
 		g.ha.c.WatchReservations(func(key string) { g.ha.reloadReservations(key, g.log.Warn) })
+		g.ha.c.WatchResets(g.ha.replayReset)
 	}
 	for _, l := range g.lns {
 		g.serveWG.Add(1)
