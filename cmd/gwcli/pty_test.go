@@ -103,9 +103,14 @@ func (tm *term) screen() string {
 // mark returns the current output length: expect looks after it.
 func (tm *term) mark() int { return len(tm.screen()) }
 
+// termTimeout bounds each wait for the shell's output: it only catches a
+// hung shell, so it is generous - a loaded CI machine (the API writes
+// through etcd, disks are created) can take seconds per command.
+const termTimeout = 60 * time.Second
+
 func (tm *term) expect(from int, want string) {
 	tm.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(termTimeout)
 	for time.Now().Before(deadline) {
 		if s := tm.screen(); len(s) >= from && strings.Contains(s[from:], want) {
 			return
@@ -170,7 +175,7 @@ func (tm *term) run(line, want string) {
 // termios.
 func (tm *term) waitRaw() {
 	tm.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(termTimeout)
 	for time.Now().Before(deadline) {
 		st, err := unix.IoctlGetTermios(int(tm.f.Fd()), unix.TCGETS)
 		if err != nil {
@@ -272,7 +277,7 @@ func waitExit(t *testing.T, tm *term) {
 		if err != nil {
 			t.Fatalf("gwcli exited with %v:\n%s", err, tm.screen())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(termTimeout):
 		t.Fatalf("gwcli did not exit:\n%s", tm.screen())
 	}
 }
