@@ -36,6 +36,9 @@ func buildGwcli(t *testing.T, dir string) string {
 }
 
 func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
+	lunURL := func(portal string) string {
+		return fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", gwcliUser, gwcliPass, portal, gwcliTarget)
+	}
 	r := newRBDSpec(t) // skips without RBDGW_CEPH_CONF (a live Ceph cluster)
 	needEtcd(t)
 	needTools(t, "iscsi-inq", "iscsi-ls")
@@ -81,9 +84,12 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		t.Fatalf("config import: %v\n%s", err, out)
 	}
 	t.Setenv("RBDGW_API_PASSWORD", "apiSecret")
-	var daemons []*daemon
+	daemons := make([]*daemon, len(gws))
 	t.Cleanup(func() {
 		for _, d := range daemons {
+			if d == nil {
+				continue
+			}
 			if err := d.Stop(stopGrace); err != nil {
 				t.Errorf("stopping %s: %v", d.name, err)
 			}
@@ -94,7 +100,8 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 			}
 		}
 	})
-	for i, g := range gws {
+	startGateway := func(i int) {
+		g := gws[i]
 		api := "--api-addr="
 		if i == 0 {
 			api = "--api-addr=127.0.0.1:" + fmt.Sprint(apiPort)
@@ -104,10 +111,13 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		daemons = append(daemons, d)
+		daemons[i] = d
 		if err := waitPortal(d, g.portal, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i := range gws {
+		startGateway(i)
 	}
 
 	home := t.TempDir()
@@ -140,15 +150,13 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		t.Fatalf("rbd info %s: %v\n%s", disk, err, out)
 	}
 
-	// Each gateway logs the CHAP initiator in and refuses a wrong secret;
-	// the change reached both through etcd. libiscsi's tools send TEST
-	// UNIT READY right after login, which the LUN's non-owner may answer
-	// NOT READY 04/0A (ALUA transition, gateway/ha's business): that
-	// answer still proves the login. The owner must answer INQUIRY.
+	// Each gateway logs the CHAP initiator in, answers INQUIRY (TEST UNIT
+	// READY, which libiscsi's tools send first, succeeds on the LU's
+	// non-owner too) and refuses a wrong secret; the change reached both
+	// through etcd.
 	loggedIn := func(out string, err error) bool {
-		return err == nil && strings.Contains(out, "Lun:0") || strings.Contains(out, "TESTUNITREADY failed with SENSE KEY:NOT READY")
+		return err == nil && strings.Contains(out, "Lun:0")
 	}
-	inquired := 0
 	for _, g := range gws {
 		var out string
 		var err error
@@ -165,16 +173,54 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		if out, err := run(20*time.Second, "iscsi-inq", "-i", initiator1, bad); err == nil || loggedIn(out, err) || strings.Contains(out, "NOT READY") {
 			t.Fatalf("%s: a wrong CHAP secret logged in:\n%s", g.name, out)
 		}
-		url := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", gwcliUser, gwcliPass, g.portal, gwcliTarget)
-		if out, err := run(20*time.Second, "iscsi-inq", "-i", initiator1, url); err == nil {
-			inquired++
-		} else {
-			t.Logf("%s: iscsi-inq: %v %s", g.name, err, out)
+		if out, err := run(20*time.Second, "iscsi-inq", "-i", initiator1, lunURL(g.portal)); err != nil {
+			t.Fatalf("%s: iscsi-inq: %v\n%s", g.name, err, out)
 		}
 	}
-	if inquired == 0 {
-		t.Fatal("no gateway answered INQUIRY")
+
+	// The initiator reads and writes the LUN through each gateway: first
+	// through the LU's owner; then that gateway stops (SIGTERM: it
+	// releases the image and its lease at once), the other takes the LU
+	// over and serves the same reads and writes; the stopped gateway
+	// comes back.
+	rw := func(g *gw) (string, error) {
+		for _, test := range []string{"ALL.Write10.Simple", "ALL.Read10.Simple"} {
+			out, err := run(60*time.Second, "iscsi-test-cu", "--dataloss", "-i", initiator1, "-t", test, lunURL(g.portal))
+			if r := classify(out, err); r.outcome != outPass {
+				return out, fmt.Errorf("%s through %s: %s %s", test, g.name, r.outcome, r.detail)
+			}
+		}
+		return "", nil
 	}
+	owner := -1
+	for i, g := range gws {
+		if _, err := rw(g); err == nil {
+			owner = i
+			break
+		}
+	}
+	if owner < 0 {
+		t.Fatal("no gateway served WRITE(10) and READ(10) to the CHAP initiator")
+	}
+	other := 1 - owner
+	if _, err := rw(gws[other]); err == nil {
+		t.Fatalf("%s served writes while %s owned the LU", gws[other].name, gws[owner].name)
+	}
+	stopped := time.Now()
+	if err := daemons[owner].Stop(stopGrace); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if out, err = rw(gws[other]); err == nil {
+			t.Logf("%s served reads and writes %s after %s was told to stop", gws[other].name, time.Since(stopped), gws[owner].name)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not serve reads and writes after %s stopped: %v\n%s", gws[other].name, gws[owner].name, err, out)
+		}
+	}
+	startGateway(owner)
 
 	// The undo, in reverse. The gateways keep a removed disk's image open
 	// until they stop ("closes at shutdown"), so the image stays
