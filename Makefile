@@ -68,16 +68,19 @@ conformance:
 # The RBD tests on a throwaway single-node Ceph (memstore, 127.0.0.1),
 # started for this target alone and stopped even on failure or Ctrl-C
 # (ceph/with-cluster.sh): the librbd backend's unit tests under -race, the
-# gateway's rbd: disks, and the end-to-end tests on rbd: LUNs (data against
+# gateway's rbd: disks (and two gateways failing over one), the REST API's
+# image operations, and the end-to-end tests on rbd: LUNs (data against
 # rbd export, lock takeover by a second gateway, resize, the libiscsi
-# conformance suite). They always need the librbd build.
+# conformance suite, the gwcli flow on two gateways). They always need the
+# librbd build.
 RBD_TAGS := rbd,pacific
-RBD_E2E  := TestRBD|TestConformanceRBD
+RBD_E2E  := TestRBD|TestConformanceRBD|TestGwcliFlowTwoGatewaysRBD
 test-rbd: deps
 	ceph/install-deps.sh
 	ceph/with-cluster.sh sh -c '\
 		$(GO) test -tags $(RBD_TAGS) -race -count=1 ./rbdlun/rbd/ && \
 		$(GO) test -tags $(RBD_TAGS) -race -count=1 -run RBD ./gateway/ && \
+		$(GO) test -tags $(RBD_TAGS) -count=1 ./gateway/api/ && \
 		RBDGW_GO_TAGS=$(RBD_TAGS) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run "$(RBD_E2E)" ./tests/'
 
 test: deps vet unit fuzz e2e test-rbd
