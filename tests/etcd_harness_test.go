@@ -60,7 +60,10 @@ func startEtcd(t *testing.T, n int) *etcdCluster {
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster-state", "new", "--initial-cluster-token", filepath.Base(root),
 			// Fast elections: losing a member costs well under a lease TTL.
-			"--heartbeat-interval", "50", "--election-timeout", "500"}
+			"--heartbeat-interval", "50", "--election-timeout", "500",
+			// An import of a whole configuration is one transaction with a
+			// key per object (docs/configuration.md): thousands of LUNs.
+			"--max-txn-ops", "65536", "--max-request-bytes", "33554432"}
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {

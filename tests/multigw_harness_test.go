@@ -369,7 +369,7 @@ func (c *mgCluster) identity(g *mgGateway, lun int) (lunIdentity, error) {
 
 // ReportLUNs returns the LUN ids REPORT LUNS lists.
 func (s *rawSession) ReportLUNs() ([]int, error) {
-	data, err := s.dataIn("REPORT LUNS", []byte{0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0}, 4096)
+	data, err := s.dataIn("REPORT LUNS", []byte{0xa0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 65536) // up to 8191 LUNs
 	if err != nil {
 		return nil, err
 	}

@@ -641,3 +641,49 @@ func cunitResults(out string) map[string]string {
 	}
 	return res
 }
+
+// TestMultiGateway1000LUNs: with 1000 LUNs configured, one more LUN added
+// to the configuration is served by every gateway within a second.
+func TestMultiGateway1000LUNs(t *testing.T) {
+	const n = 1000
+	c := startMultiGateway(t, 1, n)
+	// serves logs in afresh (a session sees the LUNs of its login).
+	serves := func(g *mgGateway, lun int) (bool, error) {
+		s, err := c.dial(g, initiator3, 0)
+		if err != nil {
+			return false, err
+		}
+		defer s.Close()
+		luns, err := s.ReportLUNs()
+		return slices.Contains(luns, lun), err
+	}
+	for _, g := range c.gws {
+		if ok, err := serves(g, n-1); err != nil || !ok {
+			t.Fatalf("%s does not serve LUN %d of %d: %v", g.name, n-1, n, err)
+		}
+	}
+	imported, err := c.importConfig(n + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range c.gws {
+		for {
+			ok, err := serves(g, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				break
+			}
+			if time.Since(imported) > 10*time.Second {
+				t.Fatalf("%s does not serve LUN %d 10 s after the import", g.name, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(imported)
+		t.Logf("%s serves LUN %d (one more than %d) %v after the import committed", g.name, n, n, took.Round(time.Millisecond))
+		if took > time.Second {
+			t.Errorf("%s took %v to serve the new LUN (want under 1 s)", g.name, took)
+		}
+	}
+}
