@@ -74,9 +74,11 @@ type Gateway struct {
 	mu  sync.Mutex
 	cfg config.Config // private copy
 	lus map[string]*scsi.LogicalUnit
-	// retired LUs were removed from the configuration by Reload; sessions
-	// logged in before may still route to them, so they close at Shutdown.
+	// retired LUs were removed from the configuration by Reload and are
+	// being closed (closeRetired), or closed by Shutdown if it comes first.
 	retired []*scsi.LogicalUnit
+	// closeWG counts the goroutines closing retired LUs (reload.go).
+	closeWG sync.WaitGroup
 	closed  bool
 
 	// health is the configuration source's status (health.go); it has its
@@ -296,6 +298,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if ferr := g.closeLUs(context.Background()); err == nil {
 			err = ferr
 		}
+		g.closeWG.Wait()
 		g.shutdownErr = err
 		g.log.Info("gateway stopped")
 	})

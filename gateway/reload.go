@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/rbdgw/rbdgw/config"
 	"github.com/rbdgw/rbdgw/scsi"
@@ -27,8 +29,9 @@ var ErrRestartRequired = errors.New("restart required")
 // backend, wwn, block_size, read_only, write_cache or controls, and
 // shrinking a disk.
 //
-// Disks removed from the configuration stay open until Shutdown: sessions
-// logged in before the reload may still address them.
+// Disks removed from the configuration are retired at once (sessions
+// logged in before the reload find no LU there any more) and closed once
+// their commands in flight have finished.
 func (g *Gateway) Reload(c config.Config) error {
 	c = c.Clone()
 	if err := c.Validate(); err != nil {
@@ -121,12 +124,18 @@ func (g *Gateway) Reload(c config.Config) error {
 	g.srv.SetTargets(targets)
 	for name, lu := range g.lus {
 		if _, ok := lus[name]; !ok {
+			// Sessions logged in before still map it: from now on they
+			// find no LU there, and the image is let go once the commands
+			// in flight have left, so an admin or another gateway can
+			// have it (delete the RBD image, for instance).
+			lu.Retire()
 			if g.ha != nil {
-				// Another gateway may serve it again: let the image go.
 				g.ha.undrive(name, lu)
 			}
 			g.retired = append(g.retired, lu)
-			g.log.Info("disk removed from configuration; closes at shutdown", "disk", name)
+			g.closeWG.Add(1)
+			go g.closeRetired(name, lu)
+			g.log.Info("disk removed from configuration; closing it", "disk", name)
 		}
 	}
 	g.lus = lus
@@ -143,4 +152,36 @@ func growBackend(b scsi.Backend, size int64) error {
 		return errors.New("backend cannot grow")
 	}
 	return gr.Grow(size)
+}
+
+// retiredQuiesceTimeout bounds the wait for a removed disk's commands in
+// flight; a backend stuck longer is closed anyway.
+const retiredQuiesceTimeout = 30 * time.Second
+
+// closeRetired closes a disk removed by Reload once its commands in
+// flight have left, unless Shutdown has taken it over meanwhile.
+func (g *Gateway) closeRetired(name string, lu *scsi.LogicalUnit) {
+	defer g.closeWG.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), retiredQuiesceTimeout)
+	defer cancel()
+	if err := lu.Quiesce(ctx); err != nil {
+		g.log.Warn("removed disk still busy; closing it anyway", "disk", name, "err", err)
+	}
+	g.mu.Lock()
+	i := slices.Index(g.retired, lu)
+	if i >= 0 {
+		g.retired = slices.Delete(g.retired, i, i+1)
+	}
+	g.mu.Unlock()
+	if i < 0 {
+		return // closeLUs has it
+	}
+	g.registry.Remove(lu)
+	if err := lu.Backend().Flush(ctx); err != nil {
+		g.log.Error("flush of a removed disk failed", "disk", name, "err", err)
+	}
+	if err := lu.Close(); err != nil {
+		g.log.Error("close of a removed disk failed", "disk", name, "err", err)
+	}
+	g.log.Info("removed disk closed", "disk", name)
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/rbdlun"
 )
 
 func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
@@ -101,6 +103,16 @@ func TestReloadAddsDisksGrowsAndRemaps(t *testing.T) {
 	if _, ok := g.LogicalUnits()["d2"]; ok {
 		t.Fatal("d2 still listed")
 	}
+	// The removed disk's image is let go (its flock dropped) at once, not
+	// at shutdown: another process may have it.
+	var reopened *rbdlun.FileBackend
+	for start := time.Now(); reopened == nil; time.Sleep(20 * time.Millisecond) {
+		reopened, err = rbdlun.OpenFile(filepath.Join(c.DataDir, "d2.img"), 8<<20, rbdlun.FileOptions{})
+		if err != nil && time.Since(start) > 5*time.Second {
+			t.Fatalf("the removed disk's image is still held: %v", err)
+		}
+	}
+	reopened.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := g.Shutdown(ctx); err != nil {

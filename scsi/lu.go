@@ -143,6 +143,8 @@ type LogicalUnit struct {
 
 	// aborting serializes aborts of other nexuses' tasks (abort.go).
 	aborting sync.Mutex
+	// retired: the LU's disk left the configuration (retire.go).
+	retired atomic.Bool
 
 	// aluaCancel ends the subscription to the port groups' changes
 	// (alua.go); nil without one.

@@ -104,7 +104,21 @@ func NewRouter(luns map[uint64]*LogicalUnit) Router {
 	return rt
 }
 
-func (rt *router) lunList() []uint64 { return rt.order }
+// lunList is what REPORT LUNS lists: the router's LUNs but retired ones.
+func (rt *router) lunList() []uint64 {
+	for i, n := range rt.order {
+		if rt.luns[n].Retired() {
+			live := append([]uint64(nil), rt.order[:i]...)
+			for _, m := range rt.order[i+1:] {
+				if !rt.luns[m].Retired() {
+					live = append(live, m)
+				}
+			}
+			return live
+		}
+	}
+	return rt.order
+}
 
 func (rt *router) Execute(ctx context.Context, cmd *Command) Response {
 	n, ok := decodeLUN(cmd.LUN)
@@ -112,7 +126,7 @@ func (rt *router) Execute(ctx context.Context, cmd *Command) Response {
 	if ok {
 		lu = rt.luns[n]
 	}
-	if lu != nil {
+	if lu != nil && !lu.Retired() {
 		return lu.execute(ctx, cmd, rt.lunList)
 	}
 	return rt.missing(ctx, cmd)
