@@ -222,13 +222,15 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 	}
 	startGateway(owner)
 
-	// The undo, in reverse. The gateways keep a removed disk's image open
-	// until they stop ("closes at shutdown"), so the image stays
-	// (keep_image=true) and r's cleanup removes it after they stopped.
+	// The undo, in reverse. The gateways close a disk once it leaves the
+	// configuration, so deleting it also deletes its RBD image.
 	gwcli(host, "disk", "remove", disk)
 	gwcli(tp+"/hosts", "delete", initiator1)
 	gwcli(tp+"/disks", "delete", disk)
-	gwcli("/disks", "delete", disk, "keep_image=true")
+	gwcli("/disks", "delete", disk)
+	if out, err := r.cli(time.Minute, "info", disk); err == nil {
+		t.Fatalf("rbd info %s after /disks delete: the image is still there\n%s", disk, out)
+	}
 	if out := gwcli("ls", "/"); strings.Contains(out, "disk0") || !strings.Contains(out, "[Auth: None, Gateways: 2, LUNs: 0, Hosts: 0]") {
 		t.Fatalf("after the undo:\n%s", out)
 	}
