@@ -9,13 +9,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rbdgw/rbdgw/internal/ptyterm"
 )
 
 // gwcli end to end: the admin shell's documented flow (ceph-iscsi's
-// "Configuring the iSCSI target using the command line interface") run
-// with the real gwcli against the API of a real gateway, on an RBD image
-// of a live Ceph cluster, then libiscsi logs in with CHAP through each of
-// the two gateways.
+// "Configuring the iSCSI target using the command line interface") typed
+// into the real interactive gwcli through a pseudo-terminal, against the
+// API of a real gateway, on an RBD image of a live Ceph cluster; then
+// libiscsi logs in with CHAP through each of the two gateways and writes
+// and reads the LUN through each.
 
 const (
 	gwcliTarget = "iqn.2026-01.io.rbdgw.test:gwcli"
@@ -135,14 +138,25 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 	disk := r.image("disk0") // rbd/<prefix>-disk0, removed by r's cleanup
 	tp := "/iscsi-targets/" + gwcliTarget
 	host := tp + "/hosts/" + initiator1
-	gwcli("/iscsi-targets", "create", gwcliTarget)
-	gwcli(tp+"/gateways", "create", "gw-a", gws[0].portal)
-	gwcli(tp+"/gateways", "create", "gw-b", gws[1].portal)
-	gwcli("/disks", "create", "pool="+r.pool, "image="+strings.TrimPrefix(disk, r.pool+"/"), "size=64M")
-	gwcli(tp+"/disks", "add", disk)
-	gwcli(tp+"/hosts", "create", initiator1)
-	gwcli(host, "auth", "username="+gwcliUser, "password="+gwcliPass)
-	gwcli(host, "disk", "add", disk)
+	// ceph-iscsi's documented flow, typed into the interactive shell.
+	sh := ptyterm.Start(t, bin, env[len(os.Environ()):])
+	sh.Expect(0, "/> ")
+	sh.WaitRaw()
+	sh.Run("cd /iscsi-targets", "/iscsi-targets> ")
+	sh.Run("create "+gwcliTarget, "ok")
+	sh.Run("cd "+tp+"/gateways", "/gateways> ")
+	sh.Run("create gw-a "+gws[0].portal, "ok")
+	sh.Run("create gw-b "+gws[1].portal, "ok")
+	sh.Run("/disks create pool="+r.pool+" image="+strings.TrimPrefix(disk, r.pool+"/")+" size=64M", "ok")
+	sh.Run("cd "+tp+"/disks", "/disks> ")
+	sh.Run("add "+disk, "ok")
+	sh.Run("cd "+tp+"/hosts", "/hosts> ")
+	sh.Run("create "+initiator1, "ok")
+	sh.Run("cd "+host, initiator1+"> ")
+	sh.Run("auth username="+gwcliUser+" password="+gwcliPass, "ok")
+	sh.Run("disk add "+disk, "ok")
+	sh.Send("exit\r")
+	sh.Wait()
 	if out := gwcli("ls", "/cluster"); strings.Count(out, "[up, ") != 2 {
 		t.Fatalf("both gateways should be up:\n%s", out)
 	}
