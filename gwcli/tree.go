@@ -120,6 +120,9 @@ func Build(c *config.Config, cl *ClusterView) *Node {
 	states := map[string]string{}
 	if cl != nil {
 		cluster.State = "Ceph: " + cl.Ceph.Health + ", " + cluster.State
+		if len(cl.Ceph.Pools) > 0 {
+			cluster.State += ", Pools: " + strings.Join(cl.Ceph.Pools, ",")
+		}
 		for _, g := range cl.Gateways {
 			states[g.Name] = g.State
 		}

@@ -157,8 +157,8 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 	sh.Run("disk add "+disk, "ok")
 	sh.Send("exit\r")
 	sh.Wait()
-	if out := gwcli("ls", "/cluster"); strings.Count(out, "[up, ") != 2 {
-		t.Fatalf("both gateways should be up:\n%s", out)
+	if out := gwcli("ls", "/cluster"); strings.Count(out, "[up, ") != 2 || !strings.Contains(out, "HEALTH_") || !strings.Contains(out, r.pool) {
+		t.Fatalf("both gateways should be up, and the Ceph health and pools shown:\n%s", out)
 	}
 	if out, err := r.cli(time.Minute, "info", disk); err != nil || !strings.Contains(out, "64 MiB") {
 		t.Fatalf("rbd info %s: %v\n%s", disk, err, out)

@@ -17,7 +17,23 @@ type RBDImages struct {
 	Cluster *rbd.Cluster
 }
 
-var _ ImageService = RBDImages{}
+var (
+	_ ImageService  = RBDImages{}
+	_ ClusterStatus = RBDImages{}
+)
+
+// ClusterStatus is the Ceph cluster's health and pools for /cluster.
+func (s RBDImages) ClusterStatus(ctx context.Context) (ClusterInfo, error) {
+	health, err := s.Cluster.Health(ctx)
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	pools, err := s.Cluster.Pools(ctx)
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	return ClusterInfo{Health: health, Pools: pools}, nil
+}
 
 func spec(i Image) rbd.ImageSpec {
 	return rbd.ImageSpec{Pool: i.Pool, Namespace: i.Namespace, Image: i.Name}

@@ -222,18 +222,25 @@ func (c *Cluster) Close() error {
 
 // monCommand runs one mon command on the shared cache-off connection.
 func (c *Cluster) monCommand(ctx context.Context, cmd []byte) error {
+	_, err := c.monCommandOut(ctx, cmd)
+	return err
+}
+
+// monCommandOut runs a mon command and returns its output.
+func (c *Cluster) monCommandOut(ctx context.Context, cmd []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	rc, err := c.acquire(false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.release(rc)
-	if _, status, err := rc.conn.MonCommand(cmd); err != nil {
-		return fmt.Errorf("rbd: mon command %s: %w (%s)", cmd, err, status)
+	out, status, err := rc.conn.MonCommand(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("rbd: mon command %s: %w (%s)", cmd, err, status)
 	}
-	return nil
+	return out, nil
 }
 
 // Blocklist fences a rados client by address for expire, so none of its
