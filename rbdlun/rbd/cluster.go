@@ -227,20 +227,29 @@ func (c *Cluster) monCommand(ctx context.Context, cmd []byte) error {
 }
 
 // monCommandOut runs a mon command and returns its output.
-func (c *Cluster) monCommandOut(ctx context.Context, cmd []byte) ([]byte, error) {
+func (c *Cluster) monCommandOut(ctx context.Context, cmd []byte) (out []byte, err error) {
+	err = c.withConn(ctx, func(conn *rados.Conn) error {
+		var status string
+		out, status, err = conn.MonCommand(cmd)
+		if err != nil {
+			return fmt.Errorf("rbd: mon command %s: %w (%s)", cmd, err, status)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// withConn runs f on the shared (cache off) rados connection.
+func (c *Cluster) withConn(ctx context.Context, f func(*rados.Conn) error) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	rc, err := c.acquire(false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.release(rc)
-	out, status, err := rc.conn.MonCommand(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("rbd: mon command %s: %w (%s)", cmd, err, status)
-	}
-	return out, nil
+	return f(rc.conn)
 }
 
 // Blocklist fences a rados client by address for expire, so none of its

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/ceph/go-ceph/rados"
 )
 
 // Health is the cluster's health as the mons report it ("ceph health"):
@@ -41,19 +43,13 @@ func (c *Cluster) Health(ctx context.Context) (string, error) {
 }
 
 // Pools lists the cluster's pools.
-func (c *Cluster) Pools(ctx context.Context) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	rc, err := c.acquire(false)
-	if err != nil {
-		return nil, err
-	}
-	defer c.release(rc)
-	pools, err := rc.conn.ListPools()
-	if err != nil {
-		return nil, fmt.Errorf("rbd: list pools: %w", err)
-	}
+func (c *Cluster) Pools(ctx context.Context) (pools []string, err error) {
+	err = c.withConn(ctx, func(conn *rados.Conn) error {
+		if pools, err = conn.ListPools(); err != nil {
+			return fmt.Errorf("rbd: list pools: %w", err)
+		}
+		return nil
+	})
 	slices.Sort(pools)
-	return pools, nil
+	return pools, err
 }
