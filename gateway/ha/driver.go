@@ -194,7 +194,8 @@ func without(list []string, s string) []string {
 
 func (d *Driver) run(ctx context.Context) {
 	defer close(d.done)
-	members := d.m.Subscribe()
+	members, unsubscribe := d.m.Subscribe()
+	defer unsubscribe()
 	tick := time.NewTicker(driverTick)
 	defer tick.Stop()
 	d.do(ctx, d.machine.Observe(time.Now(), d.observation()))

@@ -169,6 +169,22 @@ func TestFailoverAfterOwnerLeaseExpires(t *testing.T) {
 	t.Logf("failover after the owner went silent: %s (lease TTL 2s)", took)
 }
 
+// twoGatewaysOnOneLU starts gw-a and gw-b on a fresh etcd, both serving
+// one file image with owner settings adjusted by opts; they leave when
+// the test ends.
+func twoGatewaysOnOneLU(t *testing.T, opts func(*alua.OwnerConfig)) (la, lb *gatewayLU) {
+	t.Helper()
+	eps := startEtcd(t)
+	image := filepath.Join(t.TempDir(), "disk0.img")
+	a, _ := join(t, eps, "gw-a")
+	b, _ := join(t, eps, "gw-b")
+	la, lb = serveLU(t, a, "gw-a", image, opts), serveLU(t, b, "gw-b", image, opts)
+	// Registered last, so it runs first: the drivers stop before the LUs
+	// close.
+	t.Cleanup(func() { a.Leave(); b.Leave() })
+	return la, lb
+}
+
 // ownerOf returns which of two gateways' LUs serves, waiting for one.
 func ownerOf(t *testing.T, la, lb *gatewayLU) (owner, other *gatewayLU, otherPort uint16) {
 	t.Helper()
@@ -195,15 +211,7 @@ func hammer(g *gatewayLU, port uint16, stop chan struct{}) {
 // owner drains and releases; no fencing); contending demand from both
 // sides moves it at most once per ContendedHold.
 func TestDemandMovesOwnershipWithoutPingPong(t *testing.T) {
-	eps := startEtcd(t)
-	image := filepath.Join(t.TempDir(), "disk0.img")
-	a, _ := join(t, eps, "gw-a")
-	b, _ := join(t, eps, "gw-b")
-	defer a.Leave()
-	defer b.Leave()
-	contended := func(oc *alua.OwnerConfig) { oc.ContendedHold = 2 * time.Second }
-	la := serveLU(t, a, "gw-a", image, contended)
-	lb := serveLU(t, b, "gw-b", image, contended)
+	la, lb := twoGatewaysOnOneLU(t, func(oc *alua.OwnerConfig) { oc.ContendedHold = 2 * time.Second })
 	owner, other, otherPort := ownerOf(t, la, lb)
 	epoch := owner.drv.Owner().Epoch
 
@@ -276,15 +284,7 @@ func TestPRStoreCompareAndSwap(t *testing.T) {
 // With ReadsAnywhere a non-owner serves reads while the owner is alive,
 // without counting them as demand; writes still go to the owner.
 func TestReadsAnywhereServesReadsAtNonOwner(t *testing.T) {
-	eps := startEtcd(t)
-	image := filepath.Join(t.TempDir(), "disk0.img")
-	a, _ := join(t, eps, "gw-a")
-	b, _ := join(t, eps, "gw-b")
-	defer a.Leave()
-	defer b.Leave()
-	reads := func(oc *alua.OwnerConfig) { oc.ReadsAnywhere = true }
-	la := serveLU(t, a, "gw-a", image, reads)
-	lb := serveLU(t, b, "gw-b", image, reads)
+	la, lb := twoGatewaysOnOneLU(t, func(oc *alua.OwnerConfig) { oc.ReadsAnywhere = true })
 	owner, other, otherPort := ownerOf(t, la, lb)
 	waitFor(t, "the non-owner sees the owner's record", 2*time.Second, func() bool { return other.drv.Owner().Owner != "" })
 	epoch := owner.drv.Owner().Epoch

@@ -118,13 +118,20 @@ func (m *Membership) IsLive(name string) bool {
 }
 
 // Subscribe returns a channel that receives a value (coalesced) whenever
-// the live set or this gateway's lease changes.
-func (m *Membership) Subscribe() <-chan struct{} {
+// the live set or this gateway's lease changes, and the function that
+// ends the subscription.
+func (m *Membership) Subscribe() (<-chan struct{}, func()) {
 	c := make(chan struct{}, 1)
 	m.mu.Lock()
 	m.subs = append(m.subs, c)
 	m.mu.Unlock()
-	return c
+	return c, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if i := slices.Index(m.subs, c); i >= 0 {
+			m.subs = slices.Delete(m.subs, i, i+1)
+		}
+	}
 }
 
 func (m *Membership) notify() {
@@ -253,35 +260,21 @@ func (m *Membership) setLive(live []string) {
 }
 
 // watchLive follows the alive keys from rev on, reading them afresh when
-// the watch breaks (compaction, etcd restart).
+// the watch breaks.
 func (m *Membership) watchLive(ctx context.Context, rev int64) {
 	defer m.done.Done()
-	for ctx.Err() == nil {
-		wc := m.cli.Watch(clientv3.WithRequireLeader(ctx), m.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		for resp := range wc {
-			if resp.Err() != nil {
-				break
+	watchPrefix(ctx, m.cli, m.prefix, rev, m.loadLive, func(evs []*clientv3.Event) {
+		live := m.Live()
+		for _, ev := range evs {
+			name := string(ev.Kv.Key[len(m.prefix):])
+			i, found := slices.BinarySearch(live, name)
+			switch {
+			case ev.Type == clientv3.EventTypePut && !found:
+				live = slices.Insert(live, i, name)
+			case ev.Type == clientv3.EventTypeDelete && found:
+				live = slices.Delete(live, i, i+1)
 			}
-			live := m.Live()
-			for _, ev := range resp.Events {
-				name := string(ev.Kv.Key[len(m.prefix):])
-				i, found := slices.BinarySearch(live, name)
-				switch {
-				case ev.Type == clientv3.EventTypePut && !found:
-					live = slices.Insert(live, i, name)
-				case ev.Type == clientv3.EventTypeDelete && found:
-					live = slices.Delete(live, i, i+1)
-				}
-			}
-			m.setLive(live)
-			rev = resp.Header.Revision
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-		if r, err := m.loadLive(ctx); err == nil {
-			rev = r
-		}
-	}
+		m.setLive(live)
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -83,20 +82,13 @@ func (s *PRStore) Save(lu string, st *scsi.PRState) error {
 // (scsi.LogicalUnit.ReloadPR) so PERSISTENT RESERVE IN and reservation
 // conflicts answer the same on every path.
 func (s *PRStore) Watch(ctx context.Context, changed func(lu string)) {
-	for ctx.Err() == nil {
-		for resp := range s.cli.Watch(clientv3.WithRequireLeader(ctx), s.prefix, clientv3.WithPrefix()) {
-			if resp.Err() != nil {
-				break
-			}
-			for _, ev := range resp.Events {
-				if lu, err := url.PathUnescape(string(ev.Kv.Key[len(s.prefix):])); err == nil {
-					changed(lu)
-				}
+	// A commit missed while the watch was broken is caught by the next
+	// one's reload, or by the owner's reload when it takes the LU.
+	watchPrefix(ctx, s.cli, s.prefix, 0, nil, func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			if lu, err := url.PathUnescape(string(ev.Kv.Key[len(s.prefix):])); err == nil {
+				changed(lu)
 			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	})
 }

@@ -145,25 +145,11 @@ func (r *Records) deliverKV(key, value []byte, modRev int64) {
 // watch follows the records from rev on until ctx ends, reading them
 // afresh when the watch breaks.
 func (r *Records) watch(ctx context.Context, rev int64) {
-	for ctx.Err() == nil {
-		wc := r.cli.Watch(clientv3.WithRequireLeader(ctx), r.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		for resp := range wc {
-			if resp.Err() != nil {
-				break
+	watchPrefix(ctx, r.cli, r.prefix, rev, r.load, func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			if ev.Type == clientv3.EventTypePut {
+				r.deliverKV(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
 			}
-			for _, ev := range resp.Events {
-				if ev.Type == clientv3.EventTypePut {
-					r.deliverKV(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
-				}
-			}
-			rev = resp.Header.Revision
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-		if n, err := r.load(ctx); err == nil {
-			rev = n
-		}
-	}
+	})
 }

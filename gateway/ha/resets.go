@@ -95,37 +95,27 @@ func (c *Cluster) ackReset(key string, at int64) {
 // commands that came after it.
 func (c *Cluster) WatchResets(replay func(lu string, ascq byte)) {
 	prefix := c.resetPrefix()
-	var opts []clientv3.OpOption
+	var rev int64 // 0 (from the present) if etcd does not answer now
 	ctx, cancel := context.WithTimeout(c.ctx, requestTimeout)
 	if resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
-		opts = append(opts, clientv3.WithRev(resp.Header.Revision+1))
+		rev = resp.Header.Revision
 	}
 	cancel()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		for c.ctx.Err() == nil {
-			for resp := range c.cli.Watch(clientv3.WithRequireLeader(c.ctx), prefix, append(opts, clientv3.WithPrefix())...) {
-				if resp.Err() != nil {
-					break
+		watchPrefix(c.ctx, c.cli, prefix, rev, nil, func(evs []*clientv3.Event) {
+			for _, ev := range evs {
+				var e resetEvent
+				if ev.Type != clientv3.EventTypePut || json.Unmarshal(ev.Kv.Value, &e) != nil || e.From == c.m.Self() {
+					continue
 				}
-				for _, ev := range resp.Events {
-					var e resetEvent
-					if ev.Type != clientv3.EventTypePut || json.Unmarshal(ev.Kv.Value, &e) != nil || e.From == c.m.Self() {
-						continue
-					}
-					key := string(ev.Kv.Key[len(prefix):])
-					if lu, err := url.PathUnescape(key); err == nil {
-						replay(lu, e.ASCQ)
-						c.ackReset(key, e.At)
-					}
+				key := string(ev.Kv.Key[len(prefix):])
+				if lu, err := url.PathUnescape(key); err == nil {
+					replay(lu, e.ASCQ)
+					c.ackReset(key, e.At)
 				}
 			}
-			opts = nil
-			select {
-			case <-c.ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		})
 	}()
 }
