@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -155,6 +157,12 @@ func TestMultiGatewaySIGSTOPFencing(t *testing.T) {
 	}
 
 	if err := syscall.Kill(owner.d.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// kill returns once the signal is queued; a thread of the owner that
+	// is running at that moment goes on for a little while and could
+	// still take X in. X must arrive at a process that is really stopped.
+	if err := waitStopped(owner.d.PID(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
@@ -685,5 +693,35 @@ func TestMultiGateway1000LUNs(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("%s took %v to serve the new LUN (want under 1 s)", g.name, took)
 		}
+	}
+}
+
+// waitStopped waits until every thread of process pid is in the stopped
+// state ('T' in /proc/<pid>/task/<tid>/stat).
+func waitStopped(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // the thread ended
+			}
+			// The state follows the parenthesised command name.
+			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				running++
+			}
+		}
+		if len(tasks) > 0 && running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d: %d of %d threads not stopped %v after SIGSTOP", pid, running, len(tasks), timeout)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -66,6 +66,11 @@ type Driver struct {
 
 	// Written by the driver goroutine, read by the data path.
 	serving atomic.Bool
+	// servingLease is the lease generation the LU was acquired under:
+	// without a fence of its own (file images) the LU is served only
+	// while that very lease holds, not a later one taken after it
+	// expired, when another gateway may have claimed the LU.
+	servingLease atomic.Uint64
 	// Set by the data path, consumed by the driver goroutine.
 	demand  atomic.Bool
 	localIO atomic.Bool
@@ -137,7 +142,7 @@ func signal(c chan struct{}) {
 // demand for the LU and is answered TRANSITIONING, so the initiator
 // retries.
 func (d *Driver) admit(_ context.Context, _ uint16, a alua.Access) alua.AccessState {
-	if d.serving.Load() && (d.cfg.Lock.Fences() || d.m.Valid()) {
+	if d.serving.Load() && (d.cfg.Lock.Fences() || d.m.ValidLease(d.servingLease.Load())) {
 		if !d.localIO.Load() {
 			d.localIO.Store(true)
 		}
@@ -272,6 +277,10 @@ func (d *Driver) acquire(ctx context.Context, a alua.Action) error {
 	ctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 	defer cancel()
 	start := time.Now()
+	lease := d.m.Lease()
+	if !d.cfg.Lock.Fences() && !d.m.ValidLease(lease) {
+		return fmt.Errorf("ha: LU %s: this gateway's lease is not valid", d.cfg.Owner.LU)
+	}
 	if err := d.cfg.Lock.Acquire(ctx, a.Fence); err != nil {
 		d.log.Warn("image not acquired", "fence", a.Fence, "old_owner", a.Old, "err", err)
 		return err
@@ -280,6 +289,7 @@ func (d *Driver) acquire(ctx context.Context, a alua.Action) error {
 		d.log.Warn("reservations not loaded", "err", err)
 		return err
 	}
+	d.servingLease.Store(lease)
 	d.serving.Store(true)
 	d.log.Info("serving", "epoch", d.Owner().Epoch, "fenced", a.Old, "took", time.Since(start))
 	return nil

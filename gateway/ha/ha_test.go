@@ -98,6 +98,36 @@ func TestLeaseExpiresWhenGatewayGoesSilent(t *testing.T) {
 	b.Leave()
 }
 
+// A lease etcd dropped (the gateway was stopped past its TTL) is replaced
+// by a new one with a new generation; the old generation never becomes
+// valid again, so an LU served under it stays unserved until re-acquired.
+func TestLostLeaseIsReplacedByANewGeneration(t *testing.T) {
+	eps := startEtcd(t)
+	a, cli := join(t, eps, "gw-a")
+	defer a.Leave()
+	m := a.Membership()
+	old := m.Lease()
+	if !m.ValidLease(old) {
+		t.Fatal("a fresh lease is not valid")
+	}
+	leases, err := cli.Leases(context.Background())
+	if err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases: %v %v", leases, err)
+	}
+	if _, err := cli.Revoke(context.Background(), leases.Leases[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gw-a notices the lost lease and takes a new one", 5*time.Second, func() bool {
+		return m.Lease() != old && m.Valid()
+	})
+	if m.ValidLease(old) {
+		t.Fatalf("lease generation %d is valid again after it was lost", old)
+	}
+	if !m.ValidLease(m.Lease()) {
+		t.Fatal("the new lease is not valid")
+	}
+}
+
 // gatewayLU is one gateway's view of a shared file image: its own file
 // backend, LU, port groups and ownership driver.
 type gatewayLU struct {

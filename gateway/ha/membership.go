@@ -45,12 +45,13 @@ type Membership struct {
 	ttl    time.Duration
 	log    *slog.Logger
 
-	// validUntil is when the local view of the lease ends, as nanoseconds
-	// of the monotonic clock since base; 0 when the lease is lost. A
-	// process stopped (SIGSTOP) past it finds it expired when it resumes,
-	// before it serves anything.
-	base       time.Time
-	validUntil atomic.Int64
+	// lease is the local view of the current lease: its generation and
+	// when it ends, as time on the monotonic clock since base (zero when
+	// the lease is lost). A process stopped (SIGSTOP) past the end finds
+	// it expired when it resumes, before it serves anything.
+	base  time.Time
+	lease atomic.Pointer[leaseView]
+	gens  atomic.Uint64 // generations handed out
 
 	mu   sync.Mutex
 	live []string // sorted; guarded by mu
@@ -73,6 +74,7 @@ func StartMembership(ctx context.Context, cli *clientv3.Client, statePrefix, sel
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Membership{cli: cli, prefix: statePrefix + "alive/", self: self, ttl: ttl, log: log, base: time.Now()}
+	m.lease.Store(lostLease)
 	lease, err := m.grant(ctx)
 	if err != nil {
 		return nil, err
@@ -99,8 +101,31 @@ func (m *Membership) TTL() time.Duration { return m.ttl }
 // etcd. Owners of LUs that have no fence of their own (file images) serve
 // media commands only while it holds.
 func (m *Membership) Valid() bool {
-	return time.Since(m.base).Nanoseconds() < m.validUntil.Load()
+	return m.lease.Load().validAt(time.Since(m.base))
 }
+
+// Lease returns the generation of the current lease; every lease this
+// gateway is granted gets a new one. What was decided under one lease
+// (serving an LU) must not carry over to the next: between the two,
+// another gateway may have claimed it.
+func (m *Membership) Lease() uint64 { return m.lease.Load().gen }
+
+// ValidLease reports whether lease generation gen is the current lease and
+// certainly still alive in etcd.
+func (m *Membership) ValidLease(gen uint64) bool {
+	v := m.lease.Load()
+	return v.gen == gen && v.validAt(time.Since(m.base))
+}
+
+// leaseView is one lease as this gateway knows it; immutable once stored.
+type leaseView struct {
+	gen   uint64
+	until time.Duration // 0: lost
+}
+
+var lostLease = &leaseView{}
+
+func (v *leaseView) validAt(now time.Duration) bool { return now < v.until }
 
 // Live returns the gateways whose alive key exists, sorted.
 func (m *Membership) Live() []string {
@@ -165,19 +190,24 @@ func (m *Membership) grant(ctx context.Context) (clientv3.LeaseID, error) {
 	if _, err := m.cli.Put(ctx, m.prefix+m.self, m.self, clientv3.WithLease(g.ID)); err != nil {
 		return 0, fmt.Errorf("ha: publish gateway %s alive: %w", m.self, err)
 	}
-	m.extend(t0, g.TTL)
+	m.extend(m.gens.Add(1), t0, g.TTL)
 	return g.ID, nil
 }
 
-// extend records a lease confirmed (granted or kept alive) by a request
-// sent at t0 for ttl seconds.
-func (m *Membership) extend(t0 time.Duration, ttl int64) {
+// extend records lease generation gen confirmed (granted or kept alive) by
+// a request sent at t0 for ttl seconds.
+func (m *Membership) extend(gen uint64, t0 time.Duration, ttl int64) {
 	until := t0 + time.Duration(ttl)*time.Second - leaseSafetyMargin
 	was := m.Valid()
-	m.validUntil.Store(until.Nanoseconds())
+	m.lease.Store(&leaseView{gen: gen, until: until})
 	if !was {
 		m.notify()
 	}
+}
+
+// lose records that the current lease is gone.
+func (m *Membership) lose() {
+	m.lease.Store(&leaseView{gen: m.Lease()})
 }
 
 // keepAlive renews the lease every third of its TTL; a lease etcd has
@@ -192,7 +222,7 @@ func (m *Membership) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 		if lease != 0 {
 			_, _ = m.cli.Revoke(rctx, lease)
 		}
-		m.validUntil.Store(0)
+		m.lose()
 	}()
 	tick := time.NewTicker(m.ttl / 3)
 	defer tick.Stop()
@@ -218,11 +248,11 @@ func (m *Membership) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 		cancel()
 		switch {
 		case err == nil && resp.TTL > 0:
-			m.extend(t0, resp.TTL)
+			m.extend(m.Lease(), t0, resp.TTL)
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
 			// etcd expired the lease: anything this gateway owned may have
 			// been claimed by another.
-			m.validUntil.Store(0)
+			m.lose()
 			m.notify()
 			m.log.Warn("gateway lease expired; taking a new one")
 			lease = 0
