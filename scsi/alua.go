@@ -105,6 +105,9 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 		case alua.Admitter:
 			st = a.Admit(port)
 		}
+		if st == alua.Transitioning && lu.cfg.Forwarder != nil && !r.forwarded {
+			return lu.forward(r)
+		}
 	}
 	return aluaRefusal(st, r.entry.Flags)
 }

@@ -45,6 +45,10 @@ type LUConfig struct {
 	// Events, when set, is told about resets the other gateways serving
 	// this LU must replay (cluster.go).
 	Events LUEvents
+	// Forwarder, when set, carries owner-gated commands that arrive while
+	// the port groups answer Transitioning (this gateway does not own the
+	// LU) to the gateway that does (forward.go).
+	Forwarder Forwarder
 }
 
 // Defaults applied by NewLogicalUnit.
@@ -348,8 +352,11 @@ func (lu *LogicalUnit) Execute(ctx context.Context, cmd *Command) Response {
 }
 
 func (lu *LogicalUnit) execute(ctx context.Context, cmd *Command, luns func() []uint64) Response {
+	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, luns: luns})
+}
+
+func (lu *LogicalUnit) executeRequest(r *request) Response {
 	start := time.Now()
-	r := &request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, luns: luns}
 	err := lu.run(r)
 	if r.tasks != nil && r.tasks.leave(r.taskGen) {
 		// Aborted by another nexus while it ran (abort.go): TAS=1.
@@ -373,7 +380,14 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 	// SAM-5 5.14: a pending unit attention is reported on the next command
 	// of the nexus, except INQUIRY, REPORT LUNS and REQUEST SENSE which
 	// neither report nor clear it.
-	if e == nil || e.Flags&opNoUA == 0 {
+	if r.forwarded {
+		// The forwarding gateway reported the nexus's unit attentions
+		// already; here the command only joins the task set, so that
+		// aborts, resets and Quiesce see it.
+		lu.mu.Lock()
+		r.enterTasks(lu.nexusLocked(r.nexus))
+		lu.mu.Unlock()
+	} else if e == nil || e.Flags&opNoUA == 0 {
 		lu.mu.Lock()
 		st := lu.nexusLocked(r.nexus)
 		ua, ok := st.takeUA()
@@ -437,7 +451,13 @@ func (lu *LogicalUnit) finish(r *request, err error, start time.Time) {
 		var cc *CheckCondition
 		var se *StatusError
 		var nr *NotReadyError
+		var fw *forwardedResponse
 		switch {
+		case errors.As(err, &fw):
+			r.resp = fw.resp
+			if fw.resp.Status == StatusGood {
+				err = nil // counted below as the command it was
+			}
 		case errors.As(err, &cc):
 		case errors.As(err, &se):
 			r.resp = Response{Status: se.Status}
@@ -449,7 +469,9 @@ func (lu *LogicalUnit) finish(r *request, err error, start time.Time) {
 		if cc != nil {
 			r.resp = Response{Status: StatusCheckCondition, Sense: cc.Sense(lu.descSense())}
 		}
-		lu.stats.errors.Add(1)
+		if err != nil {
+			lu.stats.errors.Add(1)
+		}
 	}
 	lat := uint64(time.Since(start))
 	s := &lu.stats
