@@ -18,7 +18,7 @@ E2E_TIMEOUT ?= 25m
 DEB_PKGS := ca-certificates git gcc libc6-dev pkg-config librbd-dev librados-dev \
 	libiscsi-bin tgt qemu-utils qemu-block-extra etcd-server
 
-RACE_PKGS = ./target/... ./scsi/... ./alua/... ./gateway/ha/...
+RACE_PKGS = ./target/... ./scsi/... ./alua/... ./gateway/ha/... ./gateway/peer/...
 
 .PHONY: all build deps demo test vet unit fuzz e2e conformance test-rbd bench bench-rbd clean
 

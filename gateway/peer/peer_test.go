@@ -1,0 +1,225 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rbdgw/rbdgw/scsi"
+)
+
+// echoLU answers reads with the last write and records what it saw.
+type echoLU struct {
+	last   atomic.Pointer[scsi.Command]
+	block  chan struct{} // when set, commands wait for it or their ctx
+	ctxErr atomic.Value
+}
+
+func (e *echoLU) ExecuteForwarded(ctx context.Context, cmd *scsi.Command) scsi.Response {
+	if e.block != nil {
+		select {
+		case <-e.block:
+		case <-ctx.Done():
+			e.ctxErr.Store(ctx.Err())
+			return scsi.Response{Status: scsi.StatusTaskAborted}
+		}
+	}
+	if cmd.Dir&scsi.DirWrite != 0 {
+		c := *cmd
+		c.DataOut = bytes.Clone(cmd.DataOut)
+		e.last.Store(&c)
+		return scsi.Response{Status: scsi.StatusGood, TransferLength: len(cmd.DataOut)}
+	}
+	prev := e.last.Load()
+	if prev == nil {
+		return scsi.Response{Status: scsi.StatusCheckCondition, Sense: []byte{0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x0A}}
+	}
+	n := copy(cmd.DataIn, prev.DataOut)
+	return scsi.Response{Status: scsi.StatusGood, DataLen: n, TransferLength: n}
+}
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func startServer(t *testing.T, lu Executor) (*Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Secret: secret, Resolve: func(name string) (Executor, bool) {
+		if name != "lu0" {
+			return nil, false
+		}
+		return lu, true
+	}}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return s, ln.Addr().String()
+}
+
+var nexus = &scsi.Nexus{InitiatorPort: "iqn.2026-01.test:a,i,0x800000000001", InitiatorName: "iqn.2026-01.test:a",
+	ISID: [6]byte{0x80, 0, 0, 0, 0, 1}, TargetPort: "iqn.2026-01.test:t,t,0x2", RelativeTargetPort: 2, TargetPortGroup: 2}
+
+func TestForwardCarriesCommandsBothWays(t *testing.T) {
+	lu := &echoLU{}
+	_, addr := startServer(t, lu)
+	c := &Client{Secret: secret}
+	defer c.Close()
+
+	// A read before any write: the owner's CHECK CONDITION comes back whole.
+	rd := &scsi.Command{Nexus: nexus, CDB: []byte{0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirRead, ExpectedLength: 512, DataIn: make([]byte, 512)}
+	resp, err := c.Forward(context.Background(), addr, "lu0", rd)
+	if err != nil || resp.Status != scsi.StatusCheckCondition || len(resp.Sense) != 14 || resp.Sense[12] != 0x04 {
+		t.Fatalf("read before write: %+v %v", resp, err)
+	}
+	data := bytes.Repeat([]byte{0xa5}, 4096)
+	wr := &scsi.Command{Nexus: nexus, LUN: 3, Tag: 77, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0}, Dir: scsi.DirWrite, ExpectedLength: 4096, DataOut: data}
+	resp, err = c.Forward(context.Background(), addr, "lu0", wr)
+	if err != nil || resp.Status != scsi.StatusGood || resp.TransferLength != 4096 {
+		t.Fatalf("write: %+v %v", resp, err)
+	}
+	got := lu.last.Load()
+	if *got.Nexus != *nexus || got.LUN != 3 || got.Tag != 77 || !bytes.Equal(got.CDB, wr.CDB) || !bytes.Equal(got.DataOut, data) {
+		t.Fatalf("the owner saw %+v (nexus %+v)", got, got.Nexus)
+	}
+	rd.DataIn = make([]byte, 4096)
+	rd.ExpectedLength = 4096
+	resp, err = c.Forward(context.Background(), addr, "lu0", rd)
+	if err != nil || resp.Status != scsi.StatusGood || !bytes.Equal(rd.DataIn[:resp.DataLen], data) {
+		t.Fatalf("read back: %+v %v", resp, err)
+	}
+	// An LU the owner does not serve is an error, not a SCSI answer.
+	if _, err := c.Forward(context.Background(), addr, "lu9", rd); err == nil {
+		t.Fatal("a command for an unknown LU succeeded")
+	}
+}
+
+func TestForwardRunsCommandsConcurrently(t *testing.T) {
+	lu := &echoLU{block: make(chan struct{})}
+	_, addr := startServer(t, lu)
+	c := &Client{Secret: secret}
+	defer c.Close()
+	const n = 32
+	done := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
+			resp, err := c.Forward(context.Background(), addr, "lu0", wr)
+			if err == nil && resp.Status != scsi.StatusGood {
+				err = errors.New("not GOOD")
+			}
+			done <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("a command finished while the owner held them all: %v", err)
+	default:
+	}
+	close(lu.block) // all were in flight at once; release them
+	for i := 0; i < n; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestForwardCancelReachesTheOwnerAndWaitsForIt(t *testing.T) {
+	lu := &echoLU{block: make(chan struct{})}
+	_, addr := startServer(t, lu)
+	c := &Client{Secret: secret}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(30 * time.Millisecond); cancel() }()
+	wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
+	resp, err := c.Forward(ctx, addr, "lu0", wr)
+	if err != nil || resp.Status != scsi.StatusTaskAborted {
+		t.Fatalf("cancelled command: %+v %v, want the owner's TASK ABORTED", resp, err)
+	}
+	if e, _ := lu.ctxErr.Load().(error); !errors.Is(e, context.Canceled) {
+		t.Fatalf("the owner's context ended with %v, want cancelled", e)
+	}
+}
+
+func TestWrongSecretIsRefusedBothWays(t *testing.T) {
+	lu := &echoLU{}
+	_, addr := startServer(t, lu)
+	c := &Client{Secret: []byte("not the cluster's secret")}
+	defer c.Close()
+	wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
+	if _, err := c.Forward(context.Background(), addr, "lu0", wr); !errors.Is(err, ErrAuth) {
+		t.Fatalf("wrong secret: %v, want ErrAuth", err)
+	}
+	if lu.last.Load() != nil {
+		t.Fatal("a command from an unauthenticated client ran")
+	}
+	// A server that does not know the secret is not trusted either.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := &Server{Secret: []byte("impostor"), Resolve: func(string) (Executor, bool) { return lu, true }}
+	go impostor.Serve(ln)
+	defer impostor.Close()
+	good := &Client{Secret: secret}
+	defer good.Close()
+	if _, err := good.Forward(context.Background(), ln.Addr().String(), "lu0", wr); !errors.Is(err, ErrAuth) {
+		t.Fatalf("impostor server: %v, want ErrAuth", err)
+	}
+}
+
+// A peer that sends garbage after authenticating is dropped; the server
+// keeps serving others.
+func TestMalformedFramesDropTheConnection(t *testing.T) {
+	lu := &echoLU{}
+	_, addr := startServer(t, lu)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := clientHandshake(nc, secret); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte{0, 3, 'l', 'u'} // string length beyond the body
+	nc.Write(append(header(kindCommand, 1, len(body)), body...))
+	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := readFrame(nc); err == nil {
+		t.Fatal("the server answered a malformed command")
+	}
+	c := &Client{Secret: secret}
+	defer c.Close()
+	wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
+	if resp, err := c.Forward(context.Background(), addr, "lu0", wr); err != nil || resp.Status != scsi.StatusGood {
+		t.Fatalf("after a malformed peer: %+v %v", resp, err)
+	}
+}
+
+func TestDropFailsWaitingCommands(t *testing.T) {
+	lu := &echoLU{block: make(chan struct{})}
+	defer close(lu.block)
+	_, addr := startServer(t, lu)
+	c := &Client{Secret: secret}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
+		_, err := c.Forward(context.Background(), addr, "lu0", wr)
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.Drop(addr)
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("a command on a dropped connection succeeded")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Drop did not end the waiting command")
+	}
+}
