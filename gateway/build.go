@@ -103,6 +103,7 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		PRStore:           g.prs,
 		ALUA:              portGroups,
 		Events:            g.ha.luEvents(wwn),
+		Forwarder:         g.ha.forwarder(d.Name),
 	}, be)
 	if err != nil {
 		be.Close()

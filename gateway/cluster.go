@@ -111,6 +111,16 @@ func (cs *clusterState) luEvents(wwn [16]byte) scsi.LUEvents {
 	return cs.c.LUEvents(hex.EncodeToString(wwn[:]))
 }
 
+// forwarder carries the commands of disk name that arrive while another
+// gateway owns it to that gateway (nil outside a cluster or without a
+// peer link).
+func (cs *clusterState) forwarder(name string) scsi.Forwarder {
+	if cs == nil {
+		return nil
+	}
+	return cs.c.Forwarder(name)
+}
+
 // replayReset performs on this gateway's copy of an LU a reset another
 // gateway performed, so every path reports it.
 func (cs *clusterState) replayReset(key string, ascq byte) {

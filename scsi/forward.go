@@ -62,5 +62,16 @@ func (lu *LogicalUnit) ExecuteForwarded(ctx context.Context, cmd *Command) Respo
 		cc := newCC(SenseIllegalRequest, 0x24, 0x00)
 		return Response{Status: StatusCheckCondition, Sense: cc.Sense(lu.descSense())}
 	}
+	ctx = context.WithValue(ctx, forwardedKey{}, true)
 	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, forwarded: true})
+}
+
+type forwardedKey struct{}
+
+// IsForwarded reports whether ctx is that of a command another gateway
+// forwarded (ExecuteForwarded). The ownership admission uses it: such a
+// command is not this gateway's own I/O, nor demand for the LU here.
+func IsForwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(bool)
+	return v
 }

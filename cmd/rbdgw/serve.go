@@ -26,6 +26,9 @@ type ServeOptions struct {
 	GatewayName string
 	// LeaseTTL is the gateway's liveness lease in a cluster (gateway/ha).
 	LeaseTTL time.Duration
+	// PeerAddr is where the gateway's peer link listens in a cluster;
+	// empty: the IP of its first configured portal, any free port.
+	PeerAddr string
 	Import   string
 
 	root    *RootOptions
@@ -74,6 +77,7 @@ the disks and exits 0.`,
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for sessions to drain")
 	f.StringVar(&o.GatewayName, "gateway-name", "", "this gateway's name in the cluster configuration (default: the host name)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", ha.DefaultLeaseTTL, "store mode with several gateways: this gateway's liveness lease in etcd; an owner that dies is replaced about this long after")
+	f.StringVar(&o.PeerAddr, "peer-addr", "", "store mode with several gateways: host:port where the other gateways forward the commands of LUs this one owns (default: this gateway's first portal IP, any free port; set a fixed port where a firewall needs one)")
 	f.StringVar(&o.Import, "import", "", "store mode: replace the stored configuration with this file's before serving")
 	o.Store.AddFlags(f)
 	o.API.AddFlags(f)

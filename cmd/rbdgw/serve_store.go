@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -94,13 +96,17 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		if !ok {
 			return withCode(ExitStart, errors.New("a configuration with gateways needs the etcd store"))
 		}
+		peerAddr, err := o.peerAddr(cfg)
+		if err != nil {
+			return withCode(ExitStart, err)
+		}
 		cl, err := ha.Join(ctx, es.Client(), ha.Options{Self: o.GatewayName, StatePrefix: config.StatePrefix(o.Store.Prefix),
-			LeaseTTL: o.LeaseTTL, Logger: log})
+			LeaseTTL: o.LeaseTTL, PeerAddr: peerAddr, Logger: log})
 		if err != nil {
 			return withCode(ExitStart, err)
 		}
 		log.Info("joined the gateway cluster", "gateway", o.GatewayName, "lease_ttl", cl.Membership().TTL(),
-			"live", cl.Membership().Live())
+			"live", cl.Membership().Live(), "peer_link", cl.Membership().PeerAddr(o.GatewayName))
 		gcfg.Cluster = cl
 	}
 	return runGateway(ctx, gcfg, log, o.ShutdownTimeout, reconcile, resync)
@@ -121,4 +127,25 @@ func getWhenReachable(ctx context.Context, s config.Store, log *slog.Logger) (co
 		case <-time.After(storeRetryInterval):
 		}
 	}
+}
+
+// peerAddr is where this gateway's peer link listens: --peer-addr, or the
+// IP of its first configured portal (an address the other gateways reach)
+// with any free port.
+func (o *ServeOptions) peerAddr(cfg config.Config) (string, error) {
+	if o.PeerAddr != "" {
+		return o.PeerAddr, nil
+	}
+	self, ok := cfg.Gateway(o.GatewayName)
+	if !ok || len(self.Portals) == 0 {
+		return "", fmt.Errorf("gateway %s has no portal in the configuration to put its peer link on; give --peer-addr", o.GatewayName)
+	}
+	host, _, err := net.SplitHostPort(self.Portals[0])
+	if err != nil {
+		return "", fmt.Errorf("gateway %s: portal %q: %w", o.GatewayName, self.Portals[0], err)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "", fmt.Errorf("gateway %s: portal %q listens on every address; give --peer-addr with one the other gateways reach", o.GatewayName, self.Portals[0])
+	}
+	return net.JoinHostPort(host, "0"), nil
 }

@@ -18,6 +18,12 @@ type Options struct {
 	StatePrefix string
 	// LeaseTTL is the liveness lease (DefaultLeaseTTL).
 	LeaseTTL time.Duration
+	// PeerAddr is where this gateway's peer link listens (host:port; port
+	// 0 picks one), over which the other gateways forward the commands
+	// of LUs this gateway owns. The host must be an address the other
+	// gateways reach. Empty: no peer link; commands at a non-owner are
+	// answered NOT READY until ownership moves.
+	PeerAddr string
 	Logger   *slog.Logger
 }
 
@@ -30,6 +36,7 @@ type Cluster struct {
 	recs        *Records
 	prs         *PRStore
 	log         *slog.Logger
+	link        *peerLink // nil without Options.PeerAddr
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -50,23 +57,33 @@ func Join(ctx context.Context, cli *clientv3.Client, o Options) (*Cluster, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("gateway", o.Self)
-	m, err := StartMembership(ctx, cli, o.StatePrefix, o.Self, o.LeaseTTL, log)
+	link, err := openPeerLink(ctx, cli, o.StatePrefix, o.PeerAddr, log)
 	if err != nil {
+		return nil, err
+	}
+	m, err := StartMembership(ctx, cli, o.StatePrefix, o.Self, link.addr(), o.LeaseTTL, log)
+	if err != nil {
+		link.close()
 		return nil, err
 	}
 	recs := newRecords(cli, o.StatePrefix, log)
 	rev, err := recs.load(ctx)
 	if err != nil {
 		m.Close()
+		link.close()
 		return nil, err
 	}
-	c := &Cluster{cli: cli, statePrefix: o.StatePrefix, m: m, recs: recs, prs: NewPRStore(cli, o.StatePrefix), log: log, drivers: map[string]*Driver{}}
+	c := &Cluster{cli: cli, statePrefix: o.StatePrefix, m: m, recs: recs, prs: NewPRStore(cli, o.StatePrefix), log: log,
+		link: link, drivers: map[string]*Driver{}}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		recs.watch(c.ctx, rev)
 	}()
+	if link != nil {
+		link.start(c)
+	}
 	return c, nil
 }
 
@@ -137,5 +154,6 @@ func (c *Cluster) Leave() error {
 	}
 	c.cancel()
 	c.wg.Wait()
+	c.link.close()
 	return c.m.Close()
 }

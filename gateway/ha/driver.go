@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rbdgw/rbdgw/alua"
+	"github.com/rbdgw/rbdgw/scsi"
 )
 
 // ImageLock hands an LU's image between gateways.
@@ -34,6 +35,9 @@ type LUControl interface {
 	// ReloadPR reads the persistent reservations from the store, as a new
 	// owner must before serving.
 	ReloadPR() error
+	// ExecuteForwarded runs a command another gateway forwarded to this
+	// one as the LU's owner.
+	ExecuteForwarded(ctx context.Context, cmd *scsi.Command) scsi.Response
 }
 
 // LUConfig ties one LU to the cluster.
@@ -139,14 +143,24 @@ func signal(c chan struct{}) {
 // path: the owner serves while it may; with Owner.ReadsAnywhere a
 // non-owner serves reads itself while a live owner holds the LU (without
 // write-back caching a read sees every completed write); anything else is
-// demand for the LU and is answered TRANSITIONING, so the initiator
-// retries.
-func (d *Driver) admit(_ context.Context, _ uint16, a alua.Access) alua.AccessState {
+// demand for the LU and is answered TRANSITIONING: the device server
+// forwards it to the owner (Cluster.Forwarder) or, when it cannot, answers
+// NOT READY so that the initiator retries.
+//
+// A command another gateway forwarded here is served by the owner like
+// its own, but is not the owner's own I/O (which keeps the LU here when
+// contended) nor demand at a non-owner: the forwarding gateway counts it
+// as its demand.
+func (d *Driver) admit(ctx context.Context, _ uint16, a alua.Access) alua.AccessState {
+	forwarded := scsi.IsForwarded(ctx)
 	if d.serving.Load() && (d.cfg.Lock.Fences() || d.m.ValidLease(d.servingLease.Load())) {
-		if !d.localIO.Load() {
+		if !forwarded && !d.localIO.Load() {
 			d.localIO.Store(true)
 		}
 		return alua.ActiveOptimized
+	}
+	if forwarded {
+		return alua.Transitioning
 	}
 	if a == alua.AccessRead && d.cfg.Owner.ReadsAnywhere && d.ownerServesElsewhere() {
 		return alua.ActiveNonOptimized

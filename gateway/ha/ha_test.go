@@ -1,8 +1,10 @@
 package ha_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -41,9 +43,15 @@ func newClient(t *testing.T, eps []string) *clientv3.Client {
 const prefix = "/rbdgw/state/v1/test/"
 
 func join(t *testing.T, eps []string, self string) (*ha.Cluster, *clientv3.Client) {
+	return joinWith(t, eps, ha.Options{Self: self})
+}
+
+// joinWith joins with o, filling in the test's prefix and a 2 s lease.
+func joinWith(t *testing.T, eps []string, o ha.Options) (*ha.Cluster, *clientv3.Client) {
 	t.Helper()
 	cli := newClient(t, eps)
-	c, err := ha.Join(context.Background(), cli, ha.Options{Self: self, StatePrefix: prefix, LeaseTTL: 2 * time.Second})
+	o.StatePrefix, o.LeaseTTL = prefix, 2*time.Second
+	c, err := ha.Join(context.Background(), cli, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +157,7 @@ func serveLU(t *testing.T, c *ha.Cluster, self, image string, opts func(*alua.Ow
 	if err != nil {
 		t.Fatal(err)
 	}
-	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{Name: "disk0", ALUA: groups, PRStore: c.PRStore()}, be)
+	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{Name: "disk0", ALUA: groups, PRStore: c.PRStore(), Forwarder: c.Forwarder("disk0")}, be)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,5 +337,66 @@ func TestReadsAnywhereServesReadsAtNonOwner(t *testing.T) {
 	}
 	if !owner.drv.Serving() || owner.drv.Owner().Epoch != epoch {
 		t.Fatal("reads at the non-owner moved the LU")
+	}
+}
+
+// With peer links a non-owner serves writes and reads by forwarding them
+// to the owner: GOOD at once, no NOT READY, and ownership stays put until
+// the demand has lasted.
+func TestNonOwnerForwardsToTheOwner(t *testing.T) {
+	eps := startEtcd(t)
+	image := filepath.Join(t.TempDir(), "disk0.img")
+	a, _ := joinWith(t, eps, ha.Options{Self: "gw-a", PeerAddr: "127.0.0.1:0"})
+	b, _ := joinWith(t, eps, ha.Options{Self: "gw-b", PeerAddr: "127.0.0.1:0"})
+	long := func(oc *alua.OwnerConfig) { oc.DemandWindow, oc.MinHold = time.Minute, time.Minute }
+	la, lb := serveLU(t, a, "gw-a", image, long), serveLU(t, b, "gw-b", image, long)
+	t.Cleanup(func() { a.Leave(); b.Leave() })
+	owner, other, otherPort := ownerOf(t, la, lb)
+	waitFor(t, "the non-owner learns the owner's peer link", 5*time.Second, func() bool {
+		return b.Membership().PeerAddr("gw-a") != "" && a.Membership().PeerAddr("gw-b") != ""
+	})
+
+	n := &scsi.Nexus{InitiatorPort: "iqn.2026-01.test:i,i,0x800000000001", InitiatorName: "iqn.2026-01.test:i",
+		TargetPort: fmt.Sprintf("iqn.2026-01.test:t,t,0x%x", otherPort), RelativeTargetPort: otherPort, TargetPortGroup: otherPort}
+	exec := func(lu *scsi.LogicalUnit, cdb, out []byte, in int) (scsi.Response, []byte) {
+		cmd := &scsi.Command{Nexus: n, CDB: cdb, DataOut: out, DataIn: make([]byte, in), ExpectedLength: uint32(max(len(out), in))}
+		if out != nil {
+			cmd.Dir = scsi.DirWrite
+		}
+		if in > 0 {
+			cmd.Dir |= scsi.DirRead
+		}
+		r := lu.Execute(context.Background(), cmd)
+		return r, cmd.DataIn[:r.DataLen]
+	}
+	tur := []byte{0, 0, 0, 0, 0, 0}
+	for i := 0; i < 5; i++ { // the new nexus's unit attentions
+		if r, _ := exec(other.lu, tur, nil, 0); r.Status == scsi.StatusGood {
+			break
+		}
+	}
+	data := bytes.Repeat([]byte{0xc3}, 4096)
+	for i := uint32(0); i < 50; i++ {
+		cdb := []byte{0x2a, 0, 0, 0, 0, byte(i), 0, 0, 8, 0}
+		if r, _ := exec(other.lu, cdb, data, 0); r.Status != scsi.StatusGood {
+			t.Fatalf("write %d at the non-owner: status %#x sense %x", i, r.Status, r.Sense)
+		}
+	}
+	r, got := exec(other.lu, []byte{0x28, 0, 0, 0, 0, 49, 0, 0, 8, 0}, nil, 4096)
+	if r.Status != scsi.StatusGood || !bytes.Equal(got, data) {
+		t.Fatalf("read at the non-owner: status %#x, data matches %v", r.Status, bytes.Equal(got, data))
+	}
+	if other.drv.Serving() || !owner.drv.Serving() {
+		t.Fatal("ownership moved although the demand was short")
+	}
+	// The owner's own copy sees the data: the writes ran there.
+	n.TargetPort, n.RelativeTargetPort = "iqn.2026-01.test:t,t,0x9", 3-otherPort
+	for i := 0; i < 5; i++ {
+		if r, _ := exec(owner.lu, tur, nil, 0); r.Status == scsi.StatusGood {
+			break
+		}
+	}
+	if r, got := exec(owner.lu, []byte{0x28, 0, 0, 0, 0, 10, 0, 0, 8, 0}, nil, 4096); r.Status != scsi.StatusGood || !bytes.Equal(got, data) {
+		t.Fatalf("read at the owner: status %#x", r.Status)
 	}
 }

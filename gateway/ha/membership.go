@@ -7,7 +7,9 @@
 // Keys live under config.StatePrefix(prefix), beside the configuration,
 // so that state writes never bump the configuration epoch:
 //
-//	alive/<gateway>   leased by the gateway; gone when its lease expires
+//	alive/<gateway>   leased by the gateway; gone when its lease expires;
+//	                  the value is the gateway's peer link address
+//	peer-secret       the secret the peer links authenticate with
 //	owners/<lu>       alua.Record as JSON; written by compare-and-swap only
 //	pr/<lu>           the LU's persistent reservations (prstore.go)
 package ha
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,19 +56,22 @@ type Membership struct {
 	lease atomic.Pointer[leaseView]
 	gens  atomic.Uint64 // generations handed out
 
-	mu   sync.Mutex
-	live []string // sorted; guarded by mu
-	subs []chan struct{}
+	peerAddr string // published as alive/<self>'s value
+
+	mu    sync.Mutex
+	live  []string          // sorted; guarded by mu
+	addrs map[string]string // live gateway -> peer address; guarded by mu
+	subs  []chan struct{}
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
 
 // StartMembership grants this gateway's lease (ttl rounded up to whole
-// seconds, at least 2 s), publishes alive/<self> under it, keeps it alive
-// and watches the other gateways' keys. It returns once the lease is
-// granted.
-func StartMembership(ctx context.Context, cli *clientv3.Client, statePrefix, self string, ttl time.Duration, log *slog.Logger) (*Membership, error) {
+// seconds, at least 2 s), publishes alive/<self> under it with peerAddr
+// (this gateway's peer link, "" for none), keeps it alive and watches the
+// other gateways' keys. It returns once the lease is granted.
+func StartMembership(ctx context.Context, cli *clientv3.Client, statePrefix, self, peerAddr string, ttl time.Duration, log *slog.Logger) (*Membership, error) {
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
@@ -73,7 +79,7 @@ func StartMembership(ctx context.Context, cli *clientv3.Client, statePrefix, sel
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Membership{cli: cli, prefix: statePrefix + "alive/", self: self, ttl: ttl, log: log, base: time.Now()}
+	m := &Membership{cli: cli, prefix: statePrefix + "alive/", self: self, peerAddr: peerAddr, ttl: ttl, log: log, base: time.Now()}
 	m.lease.Store(lostLease)
 	lease, err := m.grant(ctx)
 	if err != nil {
@@ -134,6 +140,14 @@ func (m *Membership) Live() []string {
 	return slices.Clone(m.live)
 }
 
+// PeerAddr returns the peer link address a live gateway published ("" when
+// it has none or is not live).
+func (m *Membership) PeerAddr(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.addrs[name]
+}
+
 // IsLive reports whether gateway name's alive key exists.
 func (m *Membership) IsLive(name string) bool {
 	m.mu.Lock()
@@ -187,7 +201,7 @@ func (m *Membership) grant(ctx context.Context) (clientv3.LeaseID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ha: lease for gateway %s: %w", m.self, err)
 	}
-	if _, err := m.cli.Put(ctx, m.prefix+m.self, m.self, clientv3.WithLease(g.ID)); err != nil {
+	if _, err := m.cli.Put(ctx, m.prefix+m.self, m.peerAddr, clientv3.WithLease(g.ID)); err != nil {
 		return 0, fmt.Errorf("ha: publish gateway %s alive: %w", m.self, err)
 	}
 	m.extend(m.gens.Add(1), t0, g.TTL)
@@ -270,19 +284,20 @@ func (m *Membership) loadLive(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ha: read live gateways: %w", err)
 	}
-	live := make([]string, 0, len(resp.Kvs))
+	addrs := make(map[string]string, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		live = append(live, string(kv.Key[len(m.prefix):]))
+		addrs[string(kv.Key[len(m.prefix):])] = string(kv.Value)
 	}
-	slices.Sort(live)
-	m.setLive(live)
+	m.setLive(addrs)
 	return resp.Header.Revision, nil
 }
 
-func (m *Membership) setLive(live []string) {
+// setLive installs the live gateways and their peer addresses.
+func (m *Membership) setLive(addrs map[string]string) {
+	live := slices.Sorted(maps.Keys(addrs))
 	m.mu.Lock()
 	same := slices.Equal(m.live, live)
-	m.live = live
+	m.live, m.addrs = live, addrs
 	m.mu.Unlock()
 	if !same {
 		m.notify()
@@ -294,17 +309,21 @@ func (m *Membership) setLive(live []string) {
 func (m *Membership) watchLive(ctx context.Context, rev int64) {
 	defer m.done.Done()
 	watchPrefix(ctx, m.cli, m.prefix, rev, m.loadLive, func(evs []*clientv3.Event) {
-		live := m.Live()
+		m.mu.Lock()
+		addrs := maps.Clone(m.addrs)
+		m.mu.Unlock()
+		if addrs == nil {
+			addrs = map[string]string{}
+		}
 		for _, ev := range evs {
 			name := string(ev.Kv.Key[len(m.prefix):])
-			i, found := slices.BinarySearch(live, name)
-			switch {
-			case ev.Type == clientv3.EventTypePut && !found:
-				live = slices.Insert(live, i, name)
-			case ev.Type == clientv3.EventTypeDelete && found:
-				live = slices.Delete(live, i, i+1)
+			switch ev.Type {
+			case clientv3.EventTypePut:
+				addrs[name] = string(ev.Kv.Value)
+			case clientv3.EventTypeDelete:
+				delete(addrs, name)
 			}
 		}
-		m.setLive(live)
+		m.setLive(addrs)
 	})
 }

@@ -26,6 +26,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	conns  map[string]*clientConn
+	drops  map[string]chan struct{} // closed by Drop: abandon dials to the address
 	closed bool
 }
 
@@ -55,6 +56,10 @@ func (c *Client) Drop(addr string) {
 	c.mu.Lock()
 	cc := c.conns[addr]
 	delete(c.conns, addr)
+	if d := c.drops[addr]; d != nil {
+		close(d)
+		delete(c.drops, addr)
+	}
 	c.mu.Unlock()
 	if cc != nil {
 		cc.fail(fmt.Errorf("peer: %s left the cluster", addr))
@@ -85,16 +90,39 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 		c.mu.Unlock()
 		return cc, nil
 	}
+	if c.drops == nil {
+		c.drops = map[string]chan struct{}{}
+	}
+	dropped := c.drops[addr]
+	if dropped == nil {
+		dropped = make(chan struct{})
+		c.drops[addr] = dropped
+	}
 	c.mu.Unlock()
 
+	// The dial and the handshake end early when ctx ends or the address
+	// is dropped: a stopped (SIGSTOP) gateway's kernel still accepts the
+	// connection, and nothing would answer the handshake.
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-dropped:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
 	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
-	if err := clientHandshake(nc, c.Secret); err != nil {
+	stop := context.AfterFunc(dctx, func() { nc.SetDeadline(time.Now()) })
+	err = clientHandshake(nc, c.Secret)
+	if !stop() || err != nil {
 		nc.Close()
+		if err == nil {
+			err = fmt.Errorf("peer: handshake with %s abandoned: %w", addr, context.Cause(dctx))
+		}
 		return nil, err
 	}
 	cc := &clientConn{c: nc, pending: map[uint64]chan result{}}

@@ -223,3 +223,35 @@ func TestDropFailsWaitingCommands(t *testing.T) {
 		t.Fatal("Drop did not end the waiting command")
 	}
 }
+
+// A gateway stopped with SIGSTOP still has its kernel accept connections,
+// but nobody answers the handshake: Drop abandons the dial at once.
+func TestDropAbandonsAHangingHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts (backlog), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := &Client{Secret: secret}
+	defer c.Close()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x00, 0, 0, 0, 0, 0}}
+		_, err := c.Forward(context.Background(), ln.Addr().String(), "lu0", wr)
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Drop(ln.Addr().String())
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("a forward to a silent gateway succeeded")
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("the dial ended %v after the drop was asked for", took)
+		}
+	case <-time.After(dialTimeout + time.Second):
+		t.Fatal("Drop did not end the hanging handshake")
+	}
+}

@@ -1,0 +1,179 @@
+package ha
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rbdgw/rbdgw/gateway/peer"
+	"github.com/rbdgw/rbdgw/scsi"
+)
+
+// peerLink is a gateway's end of the peer links: the server that runs the
+// commands other gateways forward to LUs this one owns, and the client
+// that forwards commands of LUs another gateway owns.
+type peerLink struct {
+	ln     net.Listener
+	server *peer.Server
+	client *peer.Client
+	log    *slog.Logger
+	done   sync.WaitGroup
+}
+
+// peerSecretKey is the state key of the secret peer links authenticate
+// with; the first gateway to join creates it.
+const peerSecretKey = "peer-secret"
+
+// peerSecret reads the cluster's peer secret, creating it if there is
+// none yet (two gateways racing agree on whichever was written first).
+func peerSecret(ctx context.Context, cli *clientv3.Client, statePrefix string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	key := statePrefix + peerSecretKey
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	fresh := hex.EncodeToString(b)
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, fresh)).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("ha: peer secret: %w", err)
+	}
+	if resp.Succeeded {
+		return []byte(fresh), nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) != 1 || len(kvs[0].Value) == 0 {
+		return nil, errors.New("ha: peer secret: stored value is empty")
+	}
+	return kvs[0].Value, nil
+}
+
+// openPeerLink listens on addr ("" gives no link: nil).
+func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, addr string, log *slog.Logger) (*peerLink, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	secret, err := peerSecret(ctx, cli, statePrefix)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ha: peer link: %w", err)
+	}
+	return &peerLink{ln: ln, server: &peer.Server{Secret: secret, Log: log}, client: &peer.Client{Secret: secret}, log: log}, nil
+}
+
+// addr is the address the other gateways dial ("" without a link).
+func (l *peerLink) addr() string {
+	if l == nil {
+		return ""
+	}
+	return l.ln.Addr().String()
+}
+
+// start serves the LUs of c and drops the connections to gateways that
+// leave the cluster, so that commands waiting on a dead owner end at once.
+func (l *peerLink) start(c *Cluster) {
+	l.server.Resolve = func(lu string) (peer.Executor, bool) {
+		d, ok := c.Driver(lu)
+		if !ok {
+			return nil, false
+		}
+		return d.cfg.LU, true
+	}
+	l.done.Add(2)
+	go func() {
+		defer l.done.Done()
+		if err := l.server.Serve(l.ln); err != nil {
+			l.log.Error("peer link stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer l.done.Done()
+		l.dropDeparted(c.ctx, c.m)
+	}()
+}
+
+func (l *peerLink) dropDeparted(ctx context.Context, m *Membership) {
+	changes, unsubscribe := m.Subscribe()
+	defer unsubscribe()
+	known := map[string]string{}
+	for {
+		now := map[string]string{}
+		for _, g := range m.Live() {
+			now[g] = m.PeerAddr(g)
+		}
+		for g, a := range known {
+			if now[g] != a && a != "" {
+				l.client.Drop(a)
+			}
+		}
+		known = now
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		}
+	}
+}
+
+// close stops both ends; the server waits for the commands it runs.
+func (l *peerLink) close() {
+	if l == nil {
+		return
+	}
+	l.client.Close()
+	l.server.Close()
+	l.ln.Close()
+	l.done.Wait()
+}
+
+// Forwarder returns the scsi.Forwarder of LU lu: it sends commands to the
+// LU's owner through the peer link (nil without one). It finds the LU's
+// driver when called, so it may be made before AddLU.
+func (c *Cluster) Forwarder(lu string) scsi.Forwarder {
+	if c.link == nil {
+		return nil
+	}
+	return luForwarder{c: c, lu: lu}
+}
+
+type luForwarder struct {
+	c  *Cluster
+	lu string
+}
+
+// errNoOwner: nobody this gateway can forward to serves the LU now.
+var errNoOwner = errors.New("ha: the LU has no live owner to forward to")
+
+func (f luForwarder) Forward(ctx context.Context, cmd *scsi.Command) (scsi.Response, error) {
+	d, ok := f.c.Driver(f.lu)
+	if !ok {
+		return scsi.Response{}, errNoOwner
+	}
+	owner := d.Owner().Owner
+	if !d.ownerServesElsewhere() {
+		// No owner, this gateway itself (moving here), a dead one (being
+		// claimed), or this gateway is cut off from the cluster: wait for
+		// the move like any initiator, via NOT READY.
+		return scsi.Response{}, errNoOwner
+	}
+	addr := f.c.m.PeerAddr(owner)
+	if addr == "" {
+		return scsi.Response{}, fmt.Errorf("ha: owner %s of LU %s has no peer link", owner, f.lu)
+	}
+	return f.c.link.client.Forward(ctx, addr, f.lu, cmd)
+}
