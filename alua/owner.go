@@ -267,6 +267,21 @@ func (o *Owner) Access(now time.Time, a Access) (AccessState, []Action) {
 	return o.Demand(now)
 }
 
+// SetGateways replaces the configured gateway set (a gateway was added to
+// or removed from the cluster's configuration) and returns the actions it
+// leads to: new group states to publish, and a claim if the owner is
+// gone from the set. The set must keep this gateway and the preferred one.
+func (o *Owner) SetGateways(now time.Time, gateways []string) ([]Action, error) {
+	cfg := o.cfg
+	cfg.Gateways = slices.Clone(gateways)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o.cfg = cfg
+	o.published = nil // the group set changed: publish every state again
+	return append(o.evaluate(now), o.publish()...), nil
+}
+
 // Tick lets timeouts act; call it about every DemandGap/2 or faster.
 func (o *Owner) Tick(now time.Time) []Action {
 	return append(o.evaluate(now), o.publish()...)

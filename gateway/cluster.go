@@ -24,8 +24,9 @@ type clusterState struct {
 	gateways []config.Gateway // every configured gateway, self included
 	groupOf  map[string]uint16
 
-	mu    sync.Mutex
-	byKey map[string]*scsi.LogicalUnit // LU by reservation store key
+	mu     sync.Mutex
+	byKey  map[string]*scsi.LogicalUnit // LU by reservation store key
+	groups map[string]*alua.Dynamic     // port groups by disk name
 }
 
 func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
@@ -34,7 +35,7 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 		return nil, fmt.Errorf("gateway: this gateway (%s) is not in the configuration's gateways", c.Membership().Self())
 	}
 	cs := &clusterState{c: c, self: *self, gateways: slices.Clone(cfg.Gateways),
-		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}}
+		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}, groups: map[string]*alua.Dynamic{}}
 	for _, gw := range cfg.Gateways {
 		cs.groupOf[gw.Name] = gw.TPGID
 	}
@@ -44,11 +45,61 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 // portGroups returns a new LU's port groups: every gateway's group, Active/
 // Non-optimized until the LU's driver learns who owns it.
 func (cs *clusterState) portGroups() (*alua.Dynamic, error) {
-	groups := make([]alua.Group, 0, len(cs.gateways))
-	for _, gw := range cs.gateways {
-		groups = append(groups, alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID}})
+	return alua.NewDynamic(groupsOf(cs.gateways, nil), 0)
+}
+
+// groupsOf is one group per gateway, each in its state in cur (a gateway
+// new to cur starts Active/Non-optimized until the LU's driver publishes).
+func groupsOf(gateways []config.Gateway, cur *alua.Dynamic) []alua.Group {
+	groups := make([]alua.Group, 0, len(gateways))
+	for _, gw := range gateways {
+		g := alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID}}
+		if cur != nil {
+			if old, ok := cur.GroupOf(gw.TPGID); ok {
+				g.State, g.Status = old.State, old.Status
+			}
+		}
+		groups = append(groups, g)
 	}
-	return alua.NewDynamic(groups, 0)
+	return groups
+}
+
+// setGateways applies a new gateway set from the configuration while the
+// gateway runs: every LU gets the new port groups and its driver the new
+// gateways, and SendTargets lists the new portals. The ownership of each
+// LU stays where it is. This gateway's own entry must not change (its
+// port group id is its relative port; portals are bound at start).
+func (cs *clusterState) setGateways(c *config.Config) error {
+	if cs.sameGateways(c) {
+		return nil
+	}
+	self, ok := c.Gateway(cs.self.Name)
+	if !ok || self.TPGID != cs.self.TPGID || !slices.Equal(self.Portals, cs.self.Portals) {
+		return fmt.Errorf("this gateway's own entry (%s) changed or was removed: %w", cs.self.Name, ErrRestartRequired)
+	}
+	gateways := slices.Clone(c.Gateways)
+	groupOf := make(map[string]uint16, len(gateways))
+	names := make([]string, 0, len(gateways))
+	for _, gw := range gateways {
+		groupOf[gw.Name] = gw.TPGID
+		names = append(names, gw.Name)
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for name, dyn := range cs.groups {
+		if err := dyn.SetGroups(groupsOf(gateways, dyn)); err != nil {
+			return fmt.Errorf("disk %s: %w", name, err)
+		}
+		d, ok := cs.c.Driver(name)
+		if !ok {
+			continue
+		}
+		if err := d.SetGateways(names, groupOf); err != nil {
+			return fmt.Errorf("disk %s: %w", name, err)
+		}
+	}
+	cs.gateways, cs.groupOf = gateways, groupOf
+	return nil
 }
 
 // drive starts the ownership driver of a newly opened LU. lock hands the
@@ -68,6 +119,7 @@ func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua
 	}
 	cs.mu.Lock()
 	cs.byKey[prKey(lu)] = lu
+	cs.groups[d.Name] = groups
 	cs.mu.Unlock()
 	return nil
 }
@@ -77,6 +129,7 @@ func (cs *clusterState) undrive(name string, lu *scsi.LogicalUnit) {
 	cs.c.RemoveLU(name)
 	cs.mu.Lock()
 	delete(cs.byKey, prKey(lu))
+	delete(cs.groups, name)
 	cs.mu.Unlock()
 }
 

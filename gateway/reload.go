@@ -24,8 +24,12 @@ var ErrRestartRequired = errors.New("restart required")
 // credentials at their next login; sessions of removed targets are
 // dropped.
 //
-// Refused with ErrRestartRequired: a change of portals, gateways (in a
-// cluster), data_dir, discovery_auth, ceph, or of an existing disk's
+// In a cluster, gateways added to or removed from the configuration are
+// applied live too: new port groups on every LU, new portals in
+// SendTargets, ownership unchanged.
+//
+// Refused with ErrRestartRequired: a change of portals, of this gateway's
+// own entry (in a cluster), data_dir, discovery_auth, ceph, or of an existing disk's
 // backend, wwn, block_size, read_only, write_cache or controls, and
 // shrinking a disk.
 //
@@ -52,10 +56,6 @@ func (g *Gateway) Reload(c config.Config) error {
 	if old.DiscoveryAuth != c.DiscoveryAuth {
 		return fmt.Errorf("gateway: reload: discovery_auth changed: %w", ErrRestartRequired)
 	}
-	if g.ha != nil && !g.ha.sameGateways(&c) {
-		// Port groups and owners are laid out over the gateway set.
-		return fmt.Errorf("gateway: reload: gateways changed: %w", ErrRestartRequired)
-	}
 	if old.Ceph != c.Ceph {
 		// Open rbd: disks keep the cluster connection they were opened on.
 		return fmt.Errorf("gateway: reload: ceph changed: %w", ErrRestartRequired)
@@ -80,6 +80,15 @@ func (g *Gateway) Reload(c config.Config) error {
 		}
 	}
 
+	if g.ha != nil {
+		// Before new disks open, so they get the new port groups, and
+		// before the targets are built, so SendTargets lists the new
+		// portals. A later failure keeps the new gateway set: it stands
+		// on its own.
+		if err := g.ha.setGateways(&c); err != nil {
+			return fmt.Errorf("gateway: reload: gateways: %w", err)
+		}
+	}
 	// Open new disks first; on failure close them again and change nothing.
 	lus := make(map[string]*scsi.LogicalUnit, len(c.Disks))
 	var opened []*scsi.LogicalUnit

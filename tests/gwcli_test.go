@@ -192,11 +192,11 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		}
 	}
 
-	// The initiator reads and writes the LUN through each gateway: first
-	// through the LU's owner; then that gateway stops (SIGTERM: it
-	// releases the image and its lease at once), the other takes the LU
-	// over and serves the same reads and writes; the stopped gateway
-	// comes back.
+	// The initiator reads and writes the LUN through each gateway: the
+	// owner serves them itself, the other forwards them to the owner.
+	// Then the owner stops (SIGTERM: it releases the image and its lease
+	// at once), the other takes the LU over and serves the same reads and
+	// writes on its own; the stopped gateway comes back.
 	rw := func(g *gw) (string, error) {
 		for _, test := range []string{"ALL.Write10.Simple", "ALL.Read10.Simple"} {
 			out, err := run(60*time.Second, "iscsi-test-cu", "--dataloss", "-i", initiator1, "-t", test, lunURL(g.portal))
@@ -206,19 +206,22 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 		}
 		return "", nil
 	}
+	// The owner is the gateway whose log last says it serves the LU.
 	owner := -1
 	for i, g := range gws {
-		if _, err := rw(g); err == nil {
+		if ownsPerLog(g.log) {
 			owner = i
-			break
 		}
 	}
 	if owner < 0 {
-		t.Fatal("no gateway served WRITE(10) and READ(10) to the CHAP initiator")
+		t.Fatal("neither gateway's log says it serves the LU")
+	}
+	if out, err := rw(gws[owner]); err != nil {
+		t.Fatalf("the owner %s did not serve reads and writes: %v\n%s", gws[owner].name, err, out)
 	}
 	other := 1 - owner
-	if _, err := rw(gws[other]); err == nil {
-		t.Fatalf("%s served writes while %s owned the LU", gws[other].name, gws[owner].name)
+	if out, err := rw(gws[other]); err != nil {
+		t.Fatalf("%s did not serve (forward) reads and writes while %s owned the LU: %v\n%s", gws[other].name, gws[owner].name, err, out)
 	}
 	stopped := time.Now()
 	if err := daemons[owner].Stop(stopGrace); err != nil {
@@ -248,4 +251,24 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 	if out := gwcli("ls", "/"); strings.Contains(out, "disk0") || !strings.Contains(out, "[Auth: None, Gateways: 2, LUNs: 0, Hosts: 0]") {
 		t.Fatalf("after the undo:\n%s", out)
 	}
+}
+
+// ownsPerLog reports whether a gateway's log says it serves an LU: its
+// last ownership event is "serving", not "stopped serving" or "handed
+// over".
+func ownsPerLog(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	owns := false
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(l, "msg=serving "):
+			owns = true
+		case strings.Contains(l, `msg="stopped serving"`), strings.Contains(l, `msg="handed over"`):
+			owns = false
+		}
+	}
+	return owns
 }

@@ -731,3 +731,92 @@ func waitStopped(pid int, timeout time.Duration) error {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestMultiGatewayAddGatewayLive: a third gateway added to the
+// configuration while gw-a and gw-b serve is applied without restarting
+// them: their LUs report three port groups, SendTargets lists the new
+// portal, and once gw-c runs an initiator writes through it (forwarded to
+// the owner) and reads the data back through the owner.
+func TestMultiGatewayAddGatewayLive(t *testing.T) {
+	c, owner := startOwned(t, 1, 1)
+	pids := map[string]int{}
+	for _, g := range c.gws {
+		pids[g.name] = g.d.PID()
+	}
+	port, err := freePortOn("127.0.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := &mgGateway{name: "gw-c", portal: fmt.Sprintf("127.0.0.3:%d", port),
+		dataDir: filepath.Join(c.dir, "gw-c"), log: filepath.Join(c.dir, "gw-c.log")}
+	if err := os.MkdirAll(gc.dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.gws = append(c.gws, gc)
+	committed, err := c.importConfig(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.dial(owner, initiator3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for {
+		st, err := s.RTPG()
+		if err == nil && len(st) == 3 {
+			t.Logf("%s reports 3 port groups %v after the import committed: %v", owner.name, time.Since(committed).Round(time.Millisecond), st)
+			break
+		}
+		if time.Since(committed) > 10*time.Second {
+			t.Fatalf("%s still reports %v (%v) 10 s after gw-c was added", owner.name, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, err := run(20*time.Second, "iscsi-ls", "-i", initiator1, "iscsi://"+owner.portal)
+	if err != nil {
+		t.Fatalf("iscsi-ls: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, gc.portal) {
+		t.Errorf("SendTargets through %s does not list the new gateway's portal %s:\n%s", owner.name, gc.portal, out)
+	}
+
+	if err := c.start(gc); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.identity(gc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc.tpg = id.tpg
+	final, v, err := c.waitOwner(0, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("with gw-c running: %v", v)
+	w, err := c.dial(gc, initiator1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const lba = 2048
+	data := mpPattern(0xcc, 1, lba)
+	r, err := retryMoving(func() (scsiResult, error) { return w.Write10(lba, data) })
+	if err != nil || r.Status != 0 {
+		t.Fatalf("write through gw-c: %v %v", r, err)
+	}
+	back, err := c.dial(final, initiator2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	got, err := back.Read10(lba, mpBlocks)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back through %s: equal %v, %v", final.name, bytes.Equal(got, data), err)
+	}
+	for _, g := range c.gws[:2] {
+		if !g.running() || g.d.PID() != pids[g.name] {
+			t.Errorf("%s restarted or stopped while the gateway was added", g.name)
+		}
+	}
+}

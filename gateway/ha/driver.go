@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,17 @@ type Driver struct {
 	done    chan struct{}
 	unsub   func()
 	machine *alua.Owner // owned by the driver goroutine
+	// groupOf maps gateways to port group ids; owned by the driver
+	// goroutine once started (SetGateways replaces it there).
+	groupOf map[string]uint16
+	reconf  chan gatewaySet
+}
+
+// gatewaySet is a new gateway set for a running driver.
+type gatewaySet struct {
+	gateways []string
+	groupOf  map[string]uint16
+	done     chan error
 }
 
 func newDriver(cfg LUConfig, m *Membership, recs *Records, log *slog.Logger) (*Driver, error) {
@@ -107,7 +119,8 @@ func newDriver(cfg LUConfig, m *Membership, recs *Records, log *slog.Logger) (*D
 		return nil, err
 	}
 	d := &Driver{cfg: cfg, m: m, recs: recs, log: log.With("lu", cfg.Owner.LU),
-		kick: make(chan struct{}, 1), recNew: make(chan struct{}, 1), done: make(chan struct{}), machine: machine}
+		kick: make(chan struct{}, 1), recNew: make(chan struct{}, 1), done: make(chan struct{}), machine: machine,
+		groupOf: maps.Clone(cfg.GroupOf), reconf: make(chan gatewaySet)}
 	return d, nil
 }
 
@@ -181,6 +194,25 @@ func (d *Driver) ownerServesElsewhere() bool {
 	return d.m.IsLive(owner)
 }
 
+// SetGateways gives the running driver a new gateway set (gateways added
+// to the configuration) with their port group ids; the LU's port groups
+// must already hold the new groups. The ownership record and this
+// gateway's part stay; the states of every group are published again.
+func (d *Driver) SetGateways(gateways []string, groupOf map[string]uint16) error {
+	for _, g := range gateways {
+		if _, ok := groupOf[g]; !ok {
+			return fmt.Errorf("ha: LU %s: gateway %s has no target port group", d.cfg.Owner.LU, g)
+		}
+	}
+	gs := gatewaySet{gateways: gateways, groupOf: maps.Clone(groupOf), done: make(chan error, 1)}
+	select {
+	case d.reconf <- gs:
+		return <-gs.done
+	case <-d.done:
+		return fmt.Errorf("ha: LU %s: driver stopped", d.cfg.Owner.LU)
+	}
+}
+
 // Serving reports whether this gateway serves the LU's media commands.
 func (d *Driver) Serving() bool { return d.serving.Load() }
 
@@ -232,6 +264,12 @@ func (d *Driver) run(ctx context.Context) {
 			if d.demand.Swap(false) {
 				_, acts = d.machine.Demand(time.Now())
 			}
+		case gs := <-d.reconf:
+			var err error
+			if acts, err = d.machine.SetGateways(time.Now(), gs.gateways); err == nil {
+				d.groupOf = gs.groupOf
+			}
+			gs.done <- err
 		case <-tick.C:
 			now := time.Now()
 			if d.localIO.Swap(false) {
@@ -260,7 +298,7 @@ func (d *Driver) act(ctx context.Context, a alua.Action) []alua.Action {
 	case alua.ActSetStates:
 		states := make(map[uint16]alua.AccessState, len(a.States))
 		for g, st := range a.States {
-			if id, ok := d.cfg.GroupOf[g]; ok {
+			if id, ok := d.groupOf[g]; ok {
 				states[id] = st
 			}
 		}
