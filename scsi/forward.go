@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Forwarder carries a command to the gateway that owns the LU and returns
@@ -74,4 +75,30 @@ type forwardedKey struct{}
 func IsForwarded(ctx context.Context) bool {
 	v, _ := ctx.Value(forwardedKey{}).(bool)
 	return v
+}
+
+// Forwarded nexuses idle this long are forgotten; they are swept at most
+// once per forwardedSweepEvery.
+const (
+	forwardedNexusIdle  = 10 * time.Minute
+	forwardedSweepEvery = time.Minute
+)
+
+// forwardedNexusLocked returns the state of a nexus another gateway
+// forwards commands for, and forgets the forwarded nexuses that have been
+// idle a long time. Called with lu.mu held.
+func (lu *LogicalUnit) forwardedNexusLocked(n *Nexus) *nexusState {
+	now := time.Now()
+	if now.Sub(lu.lastSweep) >= forwardedSweepEvery {
+		lu.lastSweep = now
+		for k, st := range lu.nexuses {
+			if st.forwarded && now.Sub(st.lastUse) >= forwardedNexusIdle &&
+				st.tasks.running[0].Load() == 0 && st.tasks.running[1].Load() == 0 {
+				delete(lu.nexuses, k)
+			}
+		}
+	}
+	st := lu.nexusLocked(n)
+	st.forwarded, st.lastUse = true, now
+	return st
 }

@@ -140,6 +140,8 @@ type LogicalUnit struct {
 	nexuses  map[string]*nexusState
 	lastSize int64
 	mode     modeState
+	// lastSweep is when forwarded nexuses were last swept (forward.go).
+	lastSweep time.Time
 
 	// extras is the state of reservations and the other extras commands,
 	// defined in extras.go by their owner.
@@ -161,6 +163,11 @@ type nexusState struct {
 	// tasks counts the nexus's commands in the device server, so another
 	// nexus's reset or PREEMPT AND ABORT can abort them (abort.go).
 	tasks taskCounter
+	// forwarded: the nexus is another gateway's, known here only from the
+	// commands it forwarded, last at lastUse. Nothing tells this gateway
+	// when its session ends, so idle ones are swept (forward.go).
+	forwarded bool
+	lastUse   time.Time
 }
 
 type uaCond struct{ asc, ascq byte }
@@ -385,7 +392,7 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 		// already; here the command only joins the task set, so that
 		// aborts, resets and Quiesce see it.
 		lu.mu.Lock()
-		r.enterTasks(lu.nexusLocked(r.nexus))
+		r.enterTasks(lu.forwardedNexusLocked(r.nexus))
 		lu.mu.Unlock()
 	} else if e == nil || e.Flags&opNoUA == 0 {
 		lu.mu.Lock()
