@@ -428,7 +428,7 @@ func (o *Owner) evaluate(now time.Time) []Action {
 			return []Action{o.startServe(false, "")}
 		}
 		if !o.ownerAlive() {
-			if o.demandRecent(now) || Place(o.cfg.LU, o.liveList()) == self {
+			if o.demandRecent(now) || o.placement() == self {
 				return []Action{o.claim(now)}
 			}
 			return nil
@@ -497,6 +497,15 @@ func (o *Owner) startServe(fence bool, old string) Action {
 }
 
 func (o *Owner) selfLive() bool { return o.live[o.cfg.Self] }
+
+// placement is the gateway an ownerless LU goes to unprompted: the
+// preferred one when it is live, else the balanced choice among the live.
+func (o *Owner) placement() string {
+	if o.cfg.Preferred != "" && o.live[o.cfg.Preferred] {
+		return o.cfg.Preferred
+	}
+	return Place(o.cfg.LU, o.liveList())
+}
 
 func (o *Owner) ownerAlive() bool { return o.rec.Owner != "" && o.live[o.rec.Owner] }
 

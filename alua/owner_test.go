@@ -514,3 +514,34 @@ func TestExplicitTarget(t *testing.T) {
 		}
 	}
 }
+
+// An ownerless LU goes to its preferred gateway when that one is live,
+// whatever Place would pick; without it live, Place decides.
+func TestOwnerlessLUGoesToThePreferredGateway(t *testing.T) {
+	for _, preferred := range []string{"a", "b"} {
+		for _, self := range []string{"a", "b"} {
+			cfg := testOwnerConfig(self)
+			cfg.Preferred = preferred
+			o, err := NewOwner(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acts := o.Observe(at(0), Observation{Record: Record{Rev: 1}, Live: []string{"a", "b"}})
+			claims := find(acts, ActClaim).Kind == ActClaim
+			if claims != (self == preferred) {
+				t.Errorf("preferred %s, gateway %s: claims %v", preferred, self, claims)
+			}
+		}
+	}
+	// The preferred gateway is down: the balanced placement among the live.
+	cfg := testOwnerConfig("a")
+	cfg.Preferred = "b"
+	o, err := NewOwner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := o.Observe(at(0), Observation{Record: Record{Rev: 1}, Live: []string{"a"}})
+	if find(acts, ActClaim).Kind != ActClaim {
+		t.Error("with the preferred gateway down the only live gateway does not claim")
+	}
+}

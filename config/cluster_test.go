@@ -64,6 +64,13 @@ func TestValidateCluster(t *testing.T) {
 			c.Targets[0].HostGroups[0].Disks = []string{"d9"}
 		}, "targets[0].groups[0].disks[0]"},
 		{"group disk twice", func(c *Config) { c.Targets[0].HostGroups[0].Disks = []string{"d0", "d0"} }, "targets[0].groups[0].disks[1]"},
+		{"failback to a preferred gateway", func(c *Config) {
+			c.Disks[0].PreferredGateway, c.Disks[0].Failback = "gw-b.example.com", FailbackPreferred
+		}, ""},
+		{"preferred gateway without failback", func(c *Config) { c.Disks[0].PreferredGateway = "gw-a" }, ""},
+		{"preferred gateway unknown", func(c *Config) { c.Disks[0].PreferredGateway = "gw-z" }, "disks[0].preferred_gateway"},
+		{"failback without preferred gateway", func(c *Config) { c.Disks[0].Failback = FailbackPreferred }, "disks[0].failback"},
+		{"failback unknown policy", func(c *Config) { c.Disks[0].Failback = "always" }, "disks[0].failback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validCluster()

@@ -189,7 +189,21 @@ type Disk struct {
 	WriteCache bool         `json:"write_cache" yaml:"write_cache"`
 	ReadOnly   bool         `json:"read_only" yaml:"read_only"`
 	Controls   DiskControls `json:"controls" yaml:"controls"`
+	// PreferredGateway names the gateway that should own the disk's LU in
+	// a cluster ("" none): REPORT TARGET PORT GROUPS marks its group
+	// preferred (PREF), and with Failback "preferred" the LU goes back to
+	// it once it has been up for 30 s after a failover moved the LU away.
+	PreferredGateway string `json:"preferred_gateway,omitempty" yaml:"preferred_gateway,omitempty"`
+	// Failback is FailbackNone (the default: the LU stays where a failover
+	// or sustained demand moved it) or FailbackPreferred.
+	Failback string `json:"failback,omitempty" yaml:"failback,omitempty"`
 }
+
+// Failback policies of a disk.
+const (
+	FailbackNone      = "none"
+	FailbackPreferred = "preferred"
+)
 
 // NewDisk returns a disk with default block size and controls.
 func NewDisk(name, backend string, size Size) Disk {

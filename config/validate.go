@@ -76,6 +76,7 @@ func (c *Config) validateCluster(e *errs) {
 		d := &c.Disks[i]
 		path := fmt.Sprintf("disks[%d]", i)
 		validateDisk(e, path, d)
+		validateFailback(e, path, d, gateways)
 		if j, dup := disks[d.Name]; dup && d.Name != "" {
 			e.add(path+".name", quote(d.Name), "duplicate of disks[%d]", j)
 		} else {
@@ -270,6 +271,25 @@ func validateDisk(e *errs, path string, d *Disk) {
 	}
 	if c.HWMaxSectors < 1 || c.HWMaxSectors > 131072 {
 		e.add(path+".controls.hw_max_sectors", c.HWMaxSectors, "out of range 1..131072 blocks")
+	}
+}
+
+// validateFailback checks a disk's preferred gateway and failback policy
+// against the configured gateways.
+func validateFailback(e *errs, path string, d *Disk, gateways map[string]int) {
+	switch d.Failback {
+	case "", FailbackNone:
+	case FailbackPreferred:
+		if d.PreferredGateway == "" {
+			e.add(path+".failback", quote(d.Failback), "failing back needs a preferred_gateway")
+		}
+	default:
+		e.add(path+".failback", quote(d.Failback), "want %q or %q", FailbackNone, FailbackPreferred)
+	}
+	if d.PreferredGateway != "" {
+		if _, ok := gateways[d.PreferredGateway]; !ok {
+			e.add(path+".preferred_gateway", quote(d.PreferredGateway), "not one of the configured gateways")
+		}
 	}
 }
 

@@ -84,7 +84,7 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 	var groups *alua.Dynamic
 	var portGroups alua.PortGroups // nil: one group, the arrival port's
 	if g.ha != nil {
-		if groups, err = g.ha.portGroups(); err != nil {
+		if groups, err = g.ha.portGroups(d); err != nil {
 			be.Close()
 			return nil, fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 		}

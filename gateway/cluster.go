@@ -24,9 +24,10 @@ type clusterState struct {
 	gateways []config.Gateway // every configured gateway, self included
 	groupOf  map[string]uint16
 
-	mu     sync.Mutex
-	byKey  map[string]*scsi.LogicalUnit // LU by reservation store key
-	groups map[string]*alua.Dynamic     // port groups by disk name
+	mu        sync.Mutex
+	byKey     map[string]*scsi.LogicalUnit // LU by reservation store key
+	groups    map[string]*alua.Dynamic     // port groups by disk name
+	preferred map[string]string            // preferred gateway by disk name
 }
 
 func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
@@ -35,7 +36,8 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 		return nil, fmt.Errorf("gateway: this gateway (%s) is not in the configuration's gateways", c.Membership().Self())
 	}
 	cs := &clusterState{c: c, self: *self, gateways: slices.Clone(cfg.Gateways),
-		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}, groups: map[string]*alua.Dynamic{}}
+		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}, groups: map[string]*alua.Dynamic{},
+		preferred: map[string]string{}}
 	for _, gw := range cfg.Gateways {
 		cs.groupOf[gw.Name] = gw.TPGID
 	}
@@ -44,16 +46,18 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 
 // portGroups returns a new LU's port groups: every gateway's group, Active/
 // Non-optimized until the LU's driver learns who owns it.
-func (cs *clusterState) portGroups() (*alua.Dynamic, error) {
-	return alua.NewDynamic(groupsOf(cs.gateways, nil), 0)
+func (cs *clusterState) portGroups(d *config.Disk) (*alua.Dynamic, error) {
+	return alua.NewDynamic(groupsOf(cs.gateways, nil, d.PreferredGateway), 0)
 }
 
 // groupsOf is one group per gateway, each in its state in cur (a gateway
-// new to cur starts Active/Non-optimized until the LU's driver publishes).
-func groupsOf(gateways []config.Gateway, cur *alua.Dynamic) []alua.Group {
+// new to cur starts Active/Non-optimized until the LU's driver
+// publishes); the preferred gateway's group has PREF set.
+func groupsOf(gateways []config.Gateway, cur *alua.Dynamic, preferred string) []alua.Group {
 	groups := make([]alua.Group, 0, len(gateways))
 	for _, gw := range gateways {
-		g := alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID}}
+		g := alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID},
+			Preferred: gw.Name == preferred}
 		if cur != nil {
 			if old, ok := cur.GroupOf(gw.TPGID); ok {
 				g.State, g.Status = old.State, old.Status
@@ -87,7 +91,7 @@ func (cs *clusterState) setGateways(c *config.Config) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for name, dyn := range cs.groups {
-		if err := dyn.SetGroups(groupsOf(gateways, dyn)); err != nil {
+		if err := dyn.SetGroups(groupsOf(gateways, dyn, cs.preferred[name])); err != nil {
 			return fmt.Errorf("disk %s: %w", name, err)
 		}
 		d, ok := cs.c.Driver(name)
@@ -114,12 +118,17 @@ func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua
 	// hold newer data, and when its backend reads without the lock (file
 	// images; an rbd: disk serves only under its lock).
 	oc.ReadsAnywhere = !d.WriteCache && !lock.Fences()
+	oc.Preferred = d.PreferredGateway
+	if d.Failback == config.FailbackPreferred {
+		oc.Failback = alua.FailbackPreferred
+	}
 	if _, err := cs.c.AddLU(ha.LUConfig{Owner: oc, Groups: groups, GroupOf: cs.groupOf, Lock: lock, LU: lu}); err != nil {
 		return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 	}
 	cs.mu.Lock()
 	cs.byKey[prKey(lu)] = lu
 	cs.groups[d.Name] = groups
+	cs.preferred[d.Name] = d.PreferredGateway
 	cs.mu.Unlock()
 	return nil
 }
@@ -130,6 +139,7 @@ func (cs *clusterState) undrive(name string, lu *scsi.LogicalUnit) {
 	cs.mu.Lock()
 	delete(cs.byKey, prKey(lu))
 	delete(cs.groups, name)
+	delete(cs.preferred, name)
 	cs.mu.Unlock()
 }
 

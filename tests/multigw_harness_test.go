@@ -52,6 +52,8 @@ type mgCluster struct {
 	dir  string // config file, images, logs
 	gws  []*mgGateway
 	wwns []string // disk WWNs: an LU keeps its identity across imports
+	// diskMod, when set, adjusts each disk of the imported configuration.
+	diskMod func(*mgConfigDisk)
 }
 
 // The configuration file with gateways, in the file format an admin
@@ -61,10 +63,12 @@ type mgConfigGateway struct {
 	Portals []string `json:"portals"`
 }
 type mgConfigDisk struct {
-	Name    string `json:"name"`
-	Backend string `json:"backend"`
-	Size    string `json:"size"`
-	WWN     string `json:"wwn"`
+	Name             string `json:"name"`
+	Backend          string `json:"backend"`
+	Size             string `json:"size"`
+	WWN              string `json:"wwn"`
+	PreferredGateway string `json:"preferred_gateway,omitempty"`
+	Failback         string `json:"failback,omitempty"`
 }
 type mgConfig struct {
 	Gateways []mgConfigGateway `json:"gateways"`
@@ -76,6 +80,13 @@ type mgConfig struct {
 // configuration with disks LUNs and starts gw-a and gw-b.
 func startMultiGateway(t *testing.T, etcdMembers, disks int) *mgCluster {
 	t.Helper()
+	return startMultiGatewayWith(t, etcdMembers, disks, nil)
+}
+
+// startMultiGatewayWith is startMultiGateway with diskMod applied to every
+// disk of the configuration.
+func startMultiGatewayWith(t *testing.T, etcdMembers, disks int, diskMod func(*mgConfigDisk)) *mgCluster {
+	t.Helper()
 	needEtcd(t)
 	if e2eTarget() != "rbdgw" {
 		t.Skip("several gateways in one cluster are an rbdgw feature")
@@ -83,7 +94,7 @@ func startMultiGateway(t *testing.T, etcdMembers, disks int) *mgCluster {
 	if buildErr != nil {
 		t.Fatalf("rbdgw did not build: %v", buildErr)
 	}
-	c := &mgCluster{t: t, etcd: startEtcd(t, etcdMembers), dir: t.TempDir()}
+	c := &mgCluster{t: t, etcd: startEtcd(t, etcdMembers), dir: t.TempDir(), diskMod: diskMod}
 	for i, host := range []string{"127.0.0.1", "127.0.0.2"} {
 		port, err := freePortOn(host)
 		if err != nil {
@@ -161,8 +172,12 @@ func (c *mgCluster) importConfig(disks int) (time.Time, error) {
 			c.wwns = append(c.wwns, fmt.Sprintf("6001405%016x%09x", rand.Uint64(), rand.Uint64()>>28))
 		}
 		name := fmt.Sprintf("disk%d", i)
-		cfg.Disks = append(cfg.Disks, mgConfigDisk{Name: name, Backend: "file:" + filepath.Join(c.dir, name+".img"),
-			Size: fmt.Sprint(mgDiskSize), WWN: c.wwns[i]})
+		d := mgConfigDisk{Name: name, Backend: "file:" + filepath.Join(c.dir, name+".img"),
+			Size: fmt.Sprint(mgDiskSize), WWN: c.wwns[i]}
+		if c.diskMod != nil {
+			c.diskMod(&d)
+		}
+		cfg.Disks = append(cfg.Disks, d)
 		cfg.Targets[0].LUNs = append(cfg.Targets[0].LUNs, cfgLUN{LUNID: uint64(i), Disk: name})
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
@@ -278,11 +293,15 @@ func (s *rawSession) doUA(cdb, out []byte, in int) (scsiResult, error) {
 type tpgState struct {
 	ID    uint16
 	State byte
+	Pref  bool // PREF: the preferred group
 	Ports []uint16
 }
 
 func (g tpgState) String() string {
 	name := map[byte]string{aluaOptimized: "A/O", aluaNonOptimized: "A/NO", 2: "S", aluaUnavailable: "U", 0xe: "O", aluaTransition: "T"}[g.State]
+	if g.Pref {
+		name += " pref"
+	}
 	return fmt.Sprintf("tpg %d %s ports %v", g.ID, name, g.Ports)
 }
 
@@ -311,7 +330,7 @@ func (s *rawSession) RTPG() ([]tpgState, error) {
 	}
 	var out []tpgState
 	for p := data[4:n]; len(p) >= 8; {
-		g := tpgState{ID: binary.BigEndian.Uint16(p[2:]), State: p[0] & 0x0f}
+		g := tpgState{ID: binary.BigEndian.Uint16(p[2:]), State: p[0] & 0x0f, Pref: p[0]&0x80 != 0}
 		ports := int(p[7])
 		if len(p) < 8+4*ports {
 			return nil, fmt.Errorf("REPORT TARGET PORT GROUPS: truncated descriptor % x", p)

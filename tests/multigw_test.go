@@ -820,3 +820,45 @@ func TestMultiGatewayAddGatewayLive(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiGatewayFailback: a disk preferring gw-a with failback
+// "preferred": RTPG marks gw-a's group preferred on every path; after gw-a
+// dies the LU fails over to gw-b, and once gw-a is back and has been up
+// for the failback delay (30 s) the LU returns to it, gracefully.
+func TestMultiGatewayFailback(t *testing.T) {
+	c := startMultiGatewayWith(t, 1, 1, func(d *mgConfigDisk) {
+		d.PreferredGateway, d.Failback = "gw-a", "preferred"
+	})
+	gwa, gwb := c.gws[0], c.gws[1]
+	waitOwnerIs := func(want *mgGateway, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			owner, v, err := c.waitOwner(0, within)
+			if err == nil && owner == want {
+				for name, groups := range v {
+					for _, g := range groups {
+						if g.Pref != (g.ID == gwa.tpg) {
+							t.Errorf("via %s: group %d preferred %v; want only gw-a's (%d) preferred", name, g.ID, g.Pref, gwa.tpg)
+						}
+					}
+				}
+				return time.Since(start)
+			}
+			if time.Since(start) > within {
+				t.Fatalf("%s does not own the LU %v after %v: %v %v", want.name, within, time.Since(start), v, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	took := waitOwnerIs(gwa, 70*time.Second)
+	t.Logf("gw-a (preferred) owns the LU %v after the start", took.Round(time.Millisecond))
+	c.kill(gwa)
+	took = waitOwnerIs(gwb, 15*time.Second)
+	t.Logf("gw-a killed; gw-b owns the LU %v later", took.Round(time.Millisecond))
+	if err := c.start(gwa); err != nil {
+		t.Fatal(err)
+	}
+	took = waitOwnerIs(gwa, 60*time.Second)
+	t.Logf("gw-a restarted; the LU failed back to it %v later", took.Round(time.Millisecond))
+}
