@@ -50,6 +50,14 @@ type readResult struct {
 // login rejection: what is queued is written, then the connection closes.
 var errCloseAfterFlush = errors.New("close after flush")
 
+// errLogoutSession ends the serve loop after a Logout that closes the
+// session: the connection's tasks are ended and the nexus is released
+// (RESERVE(6) reservations, unit attention state) before the Logout
+// Response in c.logoutResp goes out, so an initiator that reserves from
+// another session as soon as it reads the response finds the reservation
+// gone (libiscsi Reserve6.Logout).
+var errLogoutSession = errors.New("logout closes the session")
+
 // conn is one iSCSI connection. Field groups name their owner.
 type conn struct {
 	// Immutable.
@@ -69,6 +77,11 @@ type conn struct {
 	finished  chan struct{}   // closed when the connection is fully torn down
 
 	wq *writeQueue // shared with writeLoop under its own mutex
+
+	// Teardown state, owned by serve once the loop has returned (the
+	// loop sets logoutResp just before it returns errLogoutSession).
+	logoutResp             *LogoutResp
+	tasksEnded, nexusEnded bool
 
 	// Owned by readLoop; reconfigured by the serve loop only while readLoop
 	// waits on readMore.
@@ -165,8 +178,14 @@ func (c *conn) serve() {
 
 	err := c.loop()
 	close(c.loopDone)
-	if err != nil && !errors.Is(err, errCloseAfterFlush) {
+	if err != nil && !errors.Is(err, errCloseAfterFlush) && !errors.Is(err, errLogoutSession) {
 		c.log.Debug("iscsi connection closed", "err", err)
+	}
+	if errors.Is(err, errLogoutSession) {
+		// The session ends before its Logout Response leaves.
+		c.endTasks()
+		c.endNexus()
+		c.wq.push(outItem{pdu: c.logoutResp})
 	}
 	// 1. Let the writer flush what is queued (a Logout Response, a login
 	//    reject), bounded so a peer that does not read cannot hold us.
@@ -177,6 +196,19 @@ func (c *conn) serve() {
 	c.nc.Close()
 	// 3. Abort every task and wait for workers so no result is sent and
 	//    no buffer is in use.
+	c.endTasks()
+	// 4. The nexus is gone.
+	c.endNexus()
+}
+
+// endTasks aborts every task and waits for the workers, so no result is
+// sent and no buffer is in use any more. It runs once the loop is gone;
+// a second call does nothing.
+func (c *conn) endTasks() {
+	if c.tasksEnded {
+		return
+	}
+	c.tasksEnded = true
 	for _, t := range c.tasks {
 		t.aborted = true
 		t.ctx.cancel()
@@ -187,8 +219,12 @@ func (c *conn) serve() {
 		t.running = false
 		c.releaseTask(t)
 	}
-	// 4. The nexus is gone.
-	if c.sess != nil {
+}
+
+// endNexus tells the device server the session's nexus is gone (once).
+func (c *conn) endNexus() {
+	if c.sess != nil && !c.nexusEnded {
+		c.nexusEnded = true
 		c.srv.endSession(c.sess)
 	}
 }

@@ -643,3 +643,24 @@ func TestPipelinedCommandsKeepTheirCDBs(t *testing.T) {
 		}
 	}
 }
+
+// A Logout that closes the session releases its nexus before the Logout
+// Response leaves: an initiator that reserves from another session as
+// soon as it reads the response must find the RESERVE(6) gone.
+func TestLogoutReleasesTheNexusBeforeAnswering(t *testing.T) {
+	env := startServer(t, nil)
+	for n := 0; n < 20; n++ {
+		i := dial(t, env.addr)
+		if r := i.login(loginOpts{isid: 1}); r.StatusClass != 0 {
+			t.Fatalf("login: class %d", r.StatusClass)
+		}
+		before := env.router.lost.Load()
+		if r := i.logout(); r.Response != 0 {
+			t.Fatalf("logout response %d", r.Response)
+		}
+		if env.router.lost.Load() == before {
+			t.Fatalf("round %d: the Logout Response arrived before the nexus was released", n)
+		}
+		i.expectClosed(2 * time.Second)
+	}
+}

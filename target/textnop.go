@@ -177,9 +177,11 @@ func (c *conn) logoutInOrder(p *LogoutReq) error {
 	resp.Time2Retain = uint16(min(c.params.DefaultTime2Retain, 20))
 	resp.StatSN = c.takeStatSN()
 	resp.ExpCmdSN, resp.MaxCmdSN = c.expCmdSN, c.maxCmdSN
-	c.push(outItem{pdu: resp})
 	if closeAfter {
-		return errCloseAfterFlush
+		// Sent by serve once the session has ended.
+		c.logoutResp = resp
+		return errLogoutSession
 	}
+	c.push(outItem{pdu: resp})
 	return nil
 }
