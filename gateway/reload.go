@@ -20,9 +20,10 @@ var ErrRestartRequired = errors.New("restart required")
 //
 // Applied live: targets added, removed or changed (auth, hosts, LUN maps,
 // controls), disks added, disks grown (size larger). Targets that stay
-// keep their logged-in sessions, which see the new LUN map, ACLs and
-// credentials at their next login; sessions of removed targets are
-// dropped.
+// keep their logged-in sessions: those see a new LUN map at once (with
+// REPORTED LUNS DATA HAS CHANGED), new credentials and controls at their
+// next login; sessions of removed targets, and of initiators the target's
+// ACLs no longer admit, are dropped.
 //
 // In a cluster, gateways added to or removed from the configuration are
 // applied live too: new port groups on every LU, new portals in

@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"context"
+	"maps"
 	"sort"
 )
 
@@ -218,5 +219,31 @@ func (rt *router) TaskManagement(n *Nexus, fn TaskFunction, lun uint64) TMFResul
 func (rt *router) NexusLost(n *Nexus) {
 	for _, lu := range rt.luns {
 		lu.nexusLost(n)
+	}
+}
+
+// SwitchLUNs is called by a transport when a logged-in nexus n moves from
+// router old to router new (the configuration changed its LUN map). When
+// the maps differ, every LU of new reports REPORTED LUNS DATA HAS CHANGED
+// (3Fh/0Eh, SPC-4 7.6.3 and SAM-5 5.14) to n, so the initiator sends
+// REPORT LUNS again and finds LUNs added or removed without logging in
+// again. LUs that n no longer reaches forget it.
+func SwitchLUNs(old, new Router, n *Nexus) {
+	o, ok1 := old.(*router)
+	w, ok2 := new.(*router)
+	if !ok1 || !ok2 || maps.Equal(o.luns, w.luns) {
+		return
+	}
+	reached := make(map[*LogicalUnit]bool, len(w.luns))
+	for _, lu := range w.luns {
+		reached[lu] = true
+	}
+	for _, lu := range o.luns {
+		if !reached[lu] {
+			lu.nexusLost(n)
+		}
+	}
+	for _, lu := range w.luns {
+		lu.raiseUAFor(n, 0x3F, 0x0E)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rbdgw/rbdgw/scsi"
 )
 
 // Named caps on every queue (house rule 5). Exceeding one is a ConnError.
@@ -31,6 +33,7 @@ type ctrlKind uint8
 const (
 	ctrlShutdown ctrlKind = iota + 1 // ask the initiator to log out
 	ctrlDrop                         // close now (reinstatement, target removed)
+	ctrlRouter                       // switch the session to router (a new LUN map)
 )
 
 // ctrlMsg is a request from the Server to a connection's serve loop
@@ -38,6 +41,7 @@ const (
 type ctrlMsg struct {
 	kind   ctrlKind
 	reason string
+	router scsi.Router // ctrlRouter
 }
 
 // readResult is one PDU or the reader's terminal error.
@@ -468,6 +472,13 @@ func (c *conn) control(m ctrlMsg) error {
 	switch m.kind {
 	case ctrlDrop:
 		return &SessionError{Reason: m.reason}
+	case ctrlRouter:
+		if c.sess != nil && c.sess.router != nil {
+			// Commands already running keep the router they started with
+			// (task.router); new ones take the new map.
+			scsi.SwitchLUNs(c.sess.router, m.router, &c.sess.nexus)
+			c.sess.router = m.router
+		}
 	case ctrlShutdown:
 		if !c.full || c.params.SessionType == SessionDiscovery {
 			return &ConnError{Reason: "server shutting down"}

@@ -226,25 +226,46 @@ func (s *Server) Close() error {
 }
 
 // SetTargets replaces the served target set. Sessions logged in to a target
-// that is gone (or whose *Target was replaced by one with another name) are
-// dropped; sessions of targets that stay keep their Router.
+// that is gone, or whose initiator the target's ACLs no longer admit, are
+// dropped. Sessions of targets that stay switch to the initiator's new
+// LUN map at once; when it differs from the old one the device server
+// reports REPORTED LUNS DATA HAS CHANGED to the session (scsi.SwitchLUNs),
+// so the initiator rescans without logging in again.
 func (s *Server) SetTargets(targets []*Target) {
 	ts := append([]*Target(nil), targets...)
 	s.targets.Store(&ts)
-	keep := map[string]bool{}
+	byName := map[string]*Target{}
 	for _, t := range ts {
-		keep[t.Name] = true
+		byName[t.Name] = t
 	}
+	type change struct {
+		c   *conn
+		msg ctrlMsg
+	}
+	var changes []change
 	s.mu.Lock()
-	var drop []*conn
 	for _, se := range s.sessions {
-		if se.params.SessionType == SessionNormal && !keep[se.key.target] && se.conn != nil {
-			drop = append(drop, se.conn)
+		if se.params.SessionType != SessionNormal || se.conn == nil {
+			continue
+		}
+		t := byName[se.key.target]
+		if t == nil {
+			changes = append(changes, change{se.conn, ctrlMsg{kind: ctrlDrop, reason: "target removed"}})
+			continue
+		}
+		if _, ok := matchACL(t, se.key.initiator); !ok {
+			changes = append(changes, change{se.conn, ctrlMsg{kind: ctrlDrop, reason: "initiator no longer in the target's ACLs"}})
+			continue
+		}
+		if r := t.Router(se.key.initiator); r != nil {
+			changes = append(changes, change{se.conn, ctrlMsg{kind: ctrlRouter, router: r}})
+		} else {
+			changes = append(changes, change{se.conn, ctrlMsg{kind: ctrlDrop, reason: "no LUN map for the initiator"}})
 		}
 	}
 	s.mu.Unlock()
-	for _, c := range drop {
-		c.send(ctrlMsg{kind: ctrlDrop, reason: "target removed"})
+	for _, ch := range changes {
+		ch.c.send(ch.msg)
 	}
 }
 

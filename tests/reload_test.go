@@ -60,3 +60,52 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("rbdgw exited on SIGHUP: %v", err)
 	}
 }
+
+// TestReloadTellsLoggedInSessions: a session logged in before a reload
+// that adds a LUN to its target is told (REPORTED LUNS DATA HAS CHANGED,
+// 06/3F/0E) and finds the new LUN in REPORT LUNS without logging in again.
+func TestReloadTellsLoggedInSessions(t *testing.T) {
+	if e2eTarget() != "rbdgw" {
+		t.Skip("configuration reload is an rbdgw feature")
+	}
+	spec := serverSpec{Targets: []targetDef{{IQN: reloadA, Size: lunSize}}}
+	srv := startServer(t, "rbdgw", spec)
+	s := srv.(*rbdgwServer)
+	sess, err := dialRaw(s.Portal(), initiator1, reloadA, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	if luns, err := sess.ReportLUNs(); err != nil || len(luns) != 1 {
+		t.Fatalf("before the reload: LUNs %v, %v", luns, err)
+	}
+	spec.Targets[0].ExtraLUNs = 1
+	start := time.Now()
+	if err := s.Reload(spec); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := sess.Do([]byte{0, 0, 0, 0, 0, 0}, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == 0x02 && r.SenseKey() == "06/3f/0e" {
+			t.Logf("REPORTED LUNS DATA HAS CHANGED %v after the reload", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if r.Status != 0 {
+			t.Fatalf("TEST UNIT READY after the reload: %s", r)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no REPORTED LUNS DATA HAS CHANGED within 5 s of the reload")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	luns, err := sess.ReportLUNs()
+	if err != nil || len(luns) != 2 {
+		t.Fatalf("after the reload the logged-in session sees LUNs %v, %v; want 2", luns, err)
+	}
+}
