@@ -282,6 +282,20 @@ func (o *Owner) SetGateways(now time.Time, gateways []string) ([]Action, error) 
 	return append(o.evaluate(now), o.publish()...), nil
 }
 
+// SetPreference replaces the LU's preferred gateway ("" none) and failback
+// policy (the disk's configuration changed) and returns the actions that
+// follow: a failback becomes due once the preferred gateway has been live
+// FailbackAfter, as if it had been configured from the start.
+func (o *Owner) SetPreference(now time.Time, preferred string, failback FailbackPolicy) ([]Action, error) {
+	cfg := o.cfg
+	cfg.Preferred, cfg.Failback = preferred, failback
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o.cfg = cfg
+	return append(o.evaluate(now), o.publish()...), nil
+}
+
 // Tick lets timeouts act; call it about every DemandGap/2 or faster.
 func (o *Owner) Tick(now time.Time) []Action {
 	return append(o.evaluate(now), o.publish()...)

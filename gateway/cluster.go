@@ -118,10 +118,7 @@ func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua
 	// hold newer data, and when its backend reads without the lock (file
 	// images; an rbd: disk serves only under its lock).
 	oc.ReadsAnywhere = !d.WriteCache && !lock.Fences()
-	oc.Preferred = d.PreferredGateway
-	if d.Failback == config.FailbackPreferred {
-		oc.Failback = alua.FailbackPreferred
-	}
+	oc.Preferred, oc.Failback = d.PreferredGateway, failbackOf(d)
 	if _, err := cs.c.AddLU(ha.LUConfig{Owner: oc, Groups: groups, GroupOf: cs.groupOf, Lock: lock, LU: lu}); err != nil {
 		return fmt.Errorf("gateway: disk %s: %w", d.Name, err)
 	}
@@ -131,6 +128,32 @@ func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua
 	cs.preferred[d.Name] = d.PreferredGateway
 	cs.mu.Unlock()
 	return nil
+}
+
+// failbackOf maps a disk's failback setting onto the ownership machine's.
+func failbackOf(d *config.Disk) alua.FailbackPolicy {
+	if d.Failback == config.FailbackPreferred {
+		return alua.FailbackPreferred
+	}
+	return alua.FailbackNone
+}
+
+// setPreference applies a disk's new preferred gateway and failback policy
+// to its running LU: the PREF bit moves in RTPG and the driver fails back
+// (or stops doing so) accordingly.
+func (cs *clusterState) setPreference(d *config.Disk) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	dyn := cs.groups[d.Name]
+	drv, ok := cs.c.Driver(d.Name)
+	if dyn == nil || !ok {
+		return fmt.Errorf("disk %s is not driven here", d.Name)
+	}
+	if err := dyn.SetGroups(groupsOf(cs.gateways, dyn, d.PreferredGateway)); err != nil {
+		return err
+	}
+	cs.preferred[d.Name] = d.PreferredGateway
+	return drv.SetPreference(d.PreferredGateway, failbackOf(d))
 }
 
 // undrive stops an LU's driver (releasing the image if owned here).

@@ -27,7 +27,8 @@ var ErrRestartRequired = errors.New("restart required")
 //
 // In a cluster, gateways added to or removed from the configuration are
 // applied live too: new port groups on every LU, new portals in
-// SendTargets, ownership unchanged.
+// SendTargets, ownership unchanged; so are a disk's preferred_gateway and
+// failback.
 //
 // Refused with ErrRestartRequired: a change of portals, of this gateway's
 // own entry (in a cluster), data_dir, discovery_auth, ceph, or of an existing disk's
@@ -61,7 +62,7 @@ func (g *Gateway) Reload(c config.Config) error {
 		// Open rbd: disks keep the cluster connection they were opened on.
 		return fmt.Errorf("gateway: reload: ceph changed: %w", ErrRestartRequired)
 	}
-	var grow []*config.Disk
+	var grow, prefer []*config.Disk
 	for i := range c.Disks {
 		d := &c.Disks[i]
 		od, ok := old.Disk(d.Name)
@@ -70,8 +71,13 @@ func (g *Gateway) Reload(c config.Config) error {
 		}
 		a, b := *od, *d
 		a.Size, b.Size = 0, 0
+		a.PreferredGateway, b.PreferredGateway = "", ""
+		a.Failback, b.Failback = "", ""
 		if a != b {
-			return fmt.Errorf("gateway: reload: disk %s: only size may change live: %w", d.Name, ErrRestartRequired)
+			return fmt.Errorf("gateway: reload: disk %s: only size, preferred_gateway and failback may change live: %w", d.Name, ErrRestartRequired)
+		}
+		if d.PreferredGateway != od.PreferredGateway || d.Failback != od.Failback {
+			prefer = append(prefer, d)
 		}
 		if d.Size < od.Size {
 			return fmt.Errorf("gateway: reload: disk %s: size %s is below %s; shrinking is refused: %w", d.Name, d.Size, od.Size, ErrRestartRequired)
@@ -132,6 +138,15 @@ func (g *Gateway) Reload(c config.Config) error {
 	}
 
 	g.srv.SetTargets(targets)
+	if g.ha != nil {
+		for _, d := range prefer {
+			if err := g.ha.setPreference(d); err != nil {
+				// Validation admitted it; a driver that stopped meanwhile
+				// is the only way here, and its LU is going away.
+				g.log.Error("disk preference not applied", "disk", d.Name, "err", err)
+			}
+		}
+	}
 	for name, lu := range g.lus {
 		if _, ok := lus[name]; !ok {
 			// Sessions logged in before still map it: from now on they

@@ -42,6 +42,13 @@ func diskCommands() []*Command {
 			Run: request(func(x *Scope, n *Node, a Args) (string, string, any, error) {
 				return http.MethodPatch, diskPath(a["disk"]) + "/controls", map[string]any{a["control"]: controlValue(a["value"])}, nil
 			})},
+		{Name: "failback", Help: "where the disk's LU lives with several gateways: policy=none|preferred, gateway=<preferred gateway>",
+			Kinds: disks, Pos: []Param{diskParam},
+			Keys: []Param{{Name: "policy", Values: fixed(config.FailbackNone, config.FailbackPreferred), Help: "preferred: move the LU back to gateway= once it is up again"},
+				{Name: "gateway", Values: gatewayNames, Help: "the preferred gateway (empty: none)"}},
+			Run: request(func(x *Scope, n *Node, a Args) (string, string, any, error) {
+				return http.MethodPut, diskPath(a["disk"]) + "/failback", map[string]string{"failback": a["policy"], "preferred_gateway": a["gateway"]}, nil
+			})},
 		{Name: "flatten", Help: "copy a clone's data from its parent, so the parent snapshot can go", Kinds: disks, Pos: []Param{diskParam},
 			Run: request(func(x *Scope, n *Node, a Args) (string, string, any, error) {
 				return http.MethodPost, diskPath(a["disk"]) + "/flatten", struct{}{}, nil

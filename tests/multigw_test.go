@@ -821,15 +821,22 @@ func TestMultiGatewayAddGatewayLive(t *testing.T) {
 	}
 }
 
-// TestMultiGatewayFailback: a disk preferring gw-a with failback
-// "preferred": RTPG marks gw-a's group preferred on every path; after gw-a
-// dies the LU fails over to gw-b, and once gw-a is back and has been up
-// for the failback delay (30 s) the LU returns to it, gracefully.
+// TestMultiGatewayFailback: the disk is given the gateway that does not
+// own it as its preferred gateway, with failback "preferred", while both
+// run (applied live): RTPG marks that group preferred on every path and
+// the LU moves there once it has been up for the failback delay (30 s);
+// after it dies the LU fails over to the other gateway, and once it is
+// back and up for the delay again the LU returns to it, gracefully.
 func TestMultiGatewayFailback(t *testing.T) {
-	c := startMultiGatewayWith(t, 1, 1, func(d *mgConfigDisk) {
-		d.PreferredGateway, d.Failback = "gw-a", "preferred"
-	})
-	gwa, gwb := c.gws[0], c.gws[1]
+	c, first := startOwned(t, 1, 1)
+	// The preference goes to the gateway that does not own the LU, so it
+	// has to move there.
+	gwa, gwb := c.other(first), first
+	t.Logf("owner before the preference: %s; preferring %s", first.name, gwa.name)
+	c.diskMod = func(d *mgConfigDisk) { d.PreferredGateway, d.Failback = gwa.name, "preferred" }
+	if _, err := c.importConfig(1); err != nil {
+		t.Fatal(err)
+	}
 	waitOwnerIs := func(want *mgGateway, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -839,7 +846,7 @@ func TestMultiGatewayFailback(t *testing.T) {
 				for name, groups := range v {
 					for _, g := range groups {
 						if g.Pref != (g.ID == gwa.tpg) {
-							t.Errorf("via %s: group %d preferred %v; want only gw-a's (%d) preferred", name, g.ID, g.Pref, gwa.tpg)
+							t.Errorf("via %s: group %d preferred %v; want only %s's (%d) preferred", name, g.ID, g.Pref, gwa.name, gwa.tpg)
 						}
 					}
 				}
@@ -852,13 +859,13 @@ func TestMultiGatewayFailback(t *testing.T) {
 		}
 	}
 	took := waitOwnerIs(gwa, 70*time.Second)
-	t.Logf("gw-a (preferred) owns the LU %v after the start", took.Round(time.Millisecond))
+	t.Logf("%s (preferred) owns the LU %v after the preference was set", gwa.name, took.Round(time.Millisecond))
 	c.kill(gwa)
 	took = waitOwnerIs(gwb, 15*time.Second)
-	t.Logf("gw-a killed; gw-b owns the LU %v later", took.Round(time.Millisecond))
+	t.Logf("%s killed; %s owns the LU %v later", gwa.name, gwb.name, took.Round(time.Millisecond))
 	if err := c.start(gwa); err != nil {
 		t.Fatal(err)
 	}
 	took = waitOwnerIs(gwa, 60*time.Second)
-	t.Logf("gw-a restarted; the LU failed back to it %v later", took.Round(time.Millisecond))
+	t.Logf("%s restarted; the LU failed back to it %v later", gwa.name, took.Round(time.Millisecond))
 }

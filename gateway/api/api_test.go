@@ -176,6 +176,10 @@ func TestValidationWritesNothing(t *testing.T) {
 				{"POST", "/disks", map[string]any{"name": "f2", "backend": "file:f2.img", "size": "1000"}, 400, "disks[0].size"},
 				{"POST", "/disks", map[string]any{"pool": "rbd", "image": "i1", "size": "1G"}, 501, ""},
 				{"PUT", "/config", map[string]any{"targets": []any{map[string]any{"iqn": "BAD"}}}, 400, "targets[0].iqn"},
+				{"PUT", "/disks/local/d1/failback", map[string]any{"failback": "always"}, 400, "disks[0].failback"},
+				{"PUT", "/disks/local/d1/failback", map[string]any{"failback": "preferred"}, 400, "disks[0].failback"},
+				{"PUT", "/disks/local/d1/failback", map[string]any{"preferred_gateway": "gw-z"}, 400, "disks[0].preferred_gateway"},
+				{"PUT", "/disks/local/nosuch/failback", map[string]any{"failback": "none"}, 404, ""},
 			} {
 				code, out := c.do(tc.method, tc.path, tc.body)
 				if code != tc.status || (tc.field != "" && out["field"] != tc.field) || out["error"] == nil {
@@ -207,6 +211,10 @@ func TestDocumentationFlow(t *testing.T) {
 				t.Errorf("gateway got no tpg id: %v", g2)
 			}
 			c.must(201, "POST", "/disks", map[string]any{"name": "local/d2", "backend": "file:d2.img", "size": "2M"})
+			d2 := c.must(200, "PUT", "/disks/local/d2/failback", map[string]any{"failback": "preferred", "preferred_gateway": "gw2"})
+			if d2["failback"] != "preferred" || d2["preferred_gateway"] != "gw2" {
+				t.Errorf("failback answer %v", d2)
+			}
 			lun := c.must(201, "POST", tp+"/luns", map[string]any{"disk": "local/d2"})
 			if lun["lun_id"] != float64(0) {
 				t.Errorf("first LUN got id %v", lun["lun_id"])

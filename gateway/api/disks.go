@@ -62,17 +62,28 @@ func (a *API) diskRoutes() {
 		if err != nil {
 			return nil, err
 		}
-		name := diskName(r)
-		return func(c *config.Config) (any, error) {
-			i, err := diskIndex(c, name)
-			if err != nil {
+		return onDisk(r, func(d *config.Disk) (any, error) {
+			if err := applyPatch(&d.Controls, patch, "controls"); err != nil {
 				return nil, err
 			}
-			if err := applyPatch(&c.Disks[i].Controls, patch, "controls"); err != nil {
-				return nil, err
-			}
-			return c.Disks[i].Controls, nil
-		}, nil
+			return d.Controls, nil
+		}), nil
+	})
+	// PUT .../failback {"failback": "preferred", "preferred_gateway": "gw-a"}
+	// sets where the disk's LU should live in a cluster; the gateways apply
+	// it live.
+	a.change("PUT "+diskPath+"/failback", http.StatusOK, func(r *http.Request) (mutation, error) {
+		var req struct {
+			Failback         string `json:"failback"`
+			PreferredGateway string `json:"preferred_gateway"`
+		}
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return onDisk(r, func(d *config.Disk) (any, error) {
+			d.Failback, d.PreferredGateway = req.Failback, req.PreferredGateway
+			return *d, nil
+		}), nil
 	})
 	a.mux.HandleFunc("DELETE "+prefix+diskPath, func(w http.ResponseWriter, r *http.Request) {
 		keep, _ := strconv.ParseBool(r.URL.Query().Get("keep_image"))
@@ -414,6 +425,19 @@ func parseSnapSpec(s string) (Image, string, error) {
 		return Image{Pool: parts[0], Namespace: parts[1], Name: parts[2]}, snap, nil
 	}
 	return Image{}, "", errors.New("want pool/image@snapshot")
+}
+
+// onDisk is a mutation of the disk the request names (404 when there is
+// none); change returns what the answer carries.
+func onDisk(r *http.Request, change func(d *config.Disk) (any, error)) mutation {
+	name := diskName(r)
+	return func(c *config.Config) (any, error) {
+		i, err := diskIndex(c, name)
+		if err != nil {
+			return nil, err
+		}
+		return change(&c.Disks[i])
+	}
 }
 
 // resizeDisk is PATCH /disks/{pool}/{image} {"size": "20G"}: the image

@@ -92,14 +92,13 @@ type Driver struct {
 	// groupOf maps gateways to port group ids; owned by the driver
 	// goroutine once started (SetGateways replaces it there).
 	groupOf map[string]uint16
-	reconf  chan gatewaySet
+	reconf  chan reconfig
 }
 
-// gatewaySet is a new gateway set for a running driver.
-type gatewaySet struct {
-	gateways []string
-	groupOf  map[string]uint16
-	done     chan error
+// reconfig is a change to a running driver, applied by its goroutine.
+type reconfig struct {
+	apply func(now time.Time) ([]alua.Action, error)
+	done  chan error
 }
 
 func newDriver(cfg LUConfig, m *Membership, recs *Records, log *slog.Logger) (*Driver, error) {
@@ -120,7 +119,7 @@ func newDriver(cfg LUConfig, m *Membership, recs *Records, log *slog.Logger) (*D
 	}
 	d := &Driver{cfg: cfg, m: m, recs: recs, log: log.With("lu", cfg.Owner.LU),
 		kick: make(chan struct{}, 1), recNew: make(chan struct{}, 1), done: make(chan struct{}), machine: machine,
-		groupOf: maps.Clone(cfg.GroupOf), reconf: make(chan gatewaySet)}
+		groupOf: maps.Clone(cfg.GroupOf), reconf: make(chan reconfig)}
 	return d, nil
 }
 
@@ -204,10 +203,31 @@ func (d *Driver) SetGateways(gateways []string, groupOf map[string]uint16) error
 			return fmt.Errorf("ha: LU %s: gateway %s has no target port group", d.cfg.Owner.LU, g)
 		}
 	}
-	gs := gatewaySet{gateways: gateways, groupOf: maps.Clone(groupOf), done: make(chan error, 1)}
+	groupOf = maps.Clone(groupOf)
+	return d.reconfigure(func(now time.Time) ([]alua.Action, error) {
+		acts, err := d.machine.SetGateways(now, gateways)
+		if err == nil {
+			d.groupOf = groupOf
+		}
+		return acts, err
+	})
+}
+
+// SetPreference gives the running driver the LU's new preferred gateway
+// and failback policy; the LU's port groups should show the new PREF bit.
+func (d *Driver) SetPreference(preferred string, failback alua.FailbackPolicy) error {
+	return d.reconfigure(func(now time.Time) ([]alua.Action, error) {
+		return d.machine.SetPreference(now, preferred, failback)
+	})
+}
+
+// reconfigure runs apply on the driver goroutine and carries out the
+// actions it returns there.
+func (d *Driver) reconfigure(apply func(now time.Time) ([]alua.Action, error)) error {
+	rc := reconfig{apply: apply, done: make(chan error, 1)}
 	select {
-	case d.reconf <- gs:
-		return <-gs.done
+	case d.reconf <- rc:
+		return <-rc.done
 	case <-d.done:
 		return fmt.Errorf("ha: LU %s: driver stopped", d.cfg.Owner.LU)
 	}
@@ -264,12 +284,10 @@ func (d *Driver) run(ctx context.Context) {
 			if d.demand.Swap(false) {
 				_, acts = d.machine.Demand(time.Now())
 			}
-		case gs := <-d.reconf:
+		case rc := <-d.reconf:
 			var err error
-			if acts, err = d.machine.SetGateways(time.Now(), gs.gateways); err == nil {
-				d.groupOf = gs.groupOf
-			}
-			gs.done <- err
+			acts, err = rc.apply(time.Now())
+			rc.done <- err
 		case <-tick.C:
 			now := time.Now()
 			if d.localIO.Swap(false) {
