@@ -545,3 +545,29 @@ func TestOwnerlessLUGoesToThePreferredGateway(t *testing.T) {
 		t.Error("with the preferred gateway down the only live gateway does not claim")
 	}
 }
+
+// A preference given to a running machine takes effect like a configured
+// one: the preferred gateway asks for the LU once it has been live
+// FailbackAfter; without it nothing moves.
+func TestSetPreferenceStartsFailback(t *testing.T) {
+	for _, prefer := range []bool{false, true} {
+		o, err := NewOwner(testOwnerConfig("b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Observe(at(0), Observation{Record: Record{Owner: "a", Epoch: 1, Rev: 5}, Live: []string{"a", "b"}})
+		if prefer {
+			if _, err := o.SetPreference(at(1), "b", FailbackPreferred); err != nil {
+				t.Fatal(err)
+			}
+		}
+		asks := find(o.Tick(at(31)), ActRequest).Kind == ActRequest
+		if asks != prefer {
+			t.Errorf("preference set %v: asks for the LU at 31 s: %v", prefer, asks)
+		}
+	}
+	o, _ := NewOwner(testOwnerConfig("b"))
+	if _, err := o.SetPreference(at(0), "z", FailbackPreferred); err == nil {
+		t.Error("a preferred gateway outside the set was accepted")
+	}
+}
