@@ -17,3 +17,7 @@ func (s *EtcdStore) Client() *clientv3.Client { return s.cli }
 // ("/rbdgw/v1/default/" -> "/rbdgw/v1/default.state/"), so state writes
 // never bump the configuration epoch.
 func StatePrefix(prefix string) string { return strings.TrimSuffix(prefix, "/") + ".state/" }
+
+// Prefix is the key prefix of the configuration (StatePrefix of it holds
+// the cluster's run-time state).
+func (s *EtcdStore) Prefix() string { return s.prefix }

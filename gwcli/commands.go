@@ -280,12 +280,20 @@ func runLs(x *Scope, n *Node, a Args) error {
 		}
 		depth = d
 	}
-	if x.Cluster == nil && (at.Kind == KindRoot || at.Kind == KindCluster || at.Kind == KindClusterGateway) {
+	switch {
+	case x.Cluster != nil:
+	case at.Kind == KindRoot || at.Kind == KindCluster || at.Kind == KindClusterGateway:
 		// Gateway states cost a probe each: only where they show.
 		if err := x.Load(at.Path(), true); err != nil {
 			return err
 		}
 		at, _ = Resolve(x.Root, at.Path())
+	case x.Client != nil && (at.Kind == KindDisks || at.Kind == KindPool || at.Kind == KindDisk):
+		// Disk owners are a courtesy: the disks list without them when the
+		// cluster view cannot be had.
+		if x.Load(at.Path(), true) == nil {
+			at, _ = Resolve(x.Root, at.Path())
+		}
 	}
 	if x.JSON {
 		return x.printJSON(jsonTree(at, depth))

@@ -111,6 +111,9 @@ type ClusterView struct {
 		config.Gateway
 		State string `json:"state"`
 	} `json:"gateways"`
+	// Owners maps a disk to the gateway that owns its LU (several
+	// gateways only).
+	Owners map[string]string `json:"owners"`
 }
 
 // Build makes the tree of a configuration.
@@ -139,7 +142,11 @@ func Build(c *config.Config, cl *ClusterView) *Node {
 	var total config.Size
 	for _, d := range c.Disks {
 		total += d.Size
-		addDiskNode(disks, KindPool, KindDisk, d.Name, fmt.Sprintf("%s, %s, %s", d.Size, d.Backend, mappedState(c, d.Name)))
+		st := fmt.Sprintf("%s, %s, %s", d.Size, d.Backend, mappedState(c, d.Name))
+		if cl != nil && cl.Owners[d.Name] != "" {
+			st += ", Owner: " + cl.Owners[d.Name]
+		}
+		addDiskNode(disks, KindPool, KindDisk, d.Name, st)
 	}
 	disks.State = fmt.Sprintf("%d disks, %s", len(c.Disks), total)
 

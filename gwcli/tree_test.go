@@ -109,6 +109,12 @@ func TestRender(t *testing.T) {
 			t.Errorf("ls lacks %q:\n%s", want, out)
 		}
 	}
+	// With the cluster's run-time view, each disk names its owner.
+	b.Reset()
+	Render(&b, Build(sample(), &ClusterView{Owners: map[string]string{"rbd/disk_1": "gw1"}}), -1)
+	if !strings.Contains(b.String(), "Owner: gw1]") || strings.Count(b.String(), "Owner:") != 1 {
+		t.Errorf("ls with owners:\n%s", b.String())
+	}
 	b.Reset()
 	Render(&b, Build(sample(), nil), 1)
 	if strings.Count(b.String(), "\n") != 4 {

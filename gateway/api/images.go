@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/gateway/ha"
 )
 
 // Image names an RBD image.
@@ -179,7 +181,25 @@ func (a *API) cluster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out := map[string]any{"epoch": epoch, "gateways": a.gatewayStates(r.Context(), &c)}
+	gws := a.gatewayStates(r.Context(), &c)
+	out := map[string]any{"epoch": epoch, "gateways": gws}
+	if es, ok := a.opts.Store.(*config.EtcdStore); ok && len(c.Gateways) > 0 {
+		// Several gateways: their leases say who is up, the ownership
+		// records which gateway serves each disk.
+		st, err := ha.ReadState(r.Context(), es.Client(), config.StatePrefix(es.Prefix()))
+		if err != nil {
+			out["owners_error"] = err.Error()
+		} else {
+			out["owners"] = st.Owners
+			for i := range gws {
+				if slices.Contains(st.Live, gws[i].Name) {
+					gws[i].State = "up"
+				} else {
+					gws[i].State = "down: no lease (" + gws[i].State + ")"
+				}
+			}
+		}
+	}
 	ceph := ClusterInfo{Health: "no Ceph connection on this gateway", Pools: []string{}}
 	if a.opts.Images != nil {
 		ceph.Health = "connected (this build does not report health)"
