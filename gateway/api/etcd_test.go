@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,4 +68,36 @@ func etcdStore(t *testing.T, initial config.Config) config.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// With several gateways, /cluster reports each one up only while it holds
+// its lease, and which gateway owns each disk, from the state the
+// gateways keep in etcd.
+func TestClusterShowsLeasesAndOwners(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Gateways = []config.Gateway{{Name: "gw1", Portals: []string{"127.0.0.1:1"}, TPGID: 1}, {Name: "gw2", Portals: []string{"127.0.0.2:1"}, TPGID: 2}}
+	cfg.LastTPGID = 2
+	store := etcdStore(t, cfg)
+	es := store.(*config.EtcdStore)
+	state := config.StatePrefix(es.Prefix())
+	ctx := context.Background()
+	if _, err := es.Client().Put(ctx, state+"alive/gw1", "127.0.0.1:9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Client().Put(ctx, state+"owners/"+url.PathEscape("local/d1"), `{"owner":"gw1","epoch":3}`); err != nil {
+		t.Fatal(err)
+	}
+	out := start(t, store, Options{}).client(t).must(200, "GET", "/cluster", nil)
+	owners, _ := out["owners"].(map[string]any)
+	if owners["local/d1"] != "gw1" {
+		t.Errorf("owners %v, want local/d1 on gw1", out["owners"])
+	}
+	states := map[string]string{}
+	for _, g := range out["gateways"].([]any) {
+		m := g.(map[string]any)
+		states[m["name"].(string)] = m["state"].(string)
+	}
+	if states["gw1"] != "up" || !strings.HasPrefix(states["gw2"], "down: no lease") {
+		t.Errorf("gateway states %v: want gw1 up (lease), gw2 down", states)
+	}
 }
