@@ -130,7 +130,8 @@ func getWhenReachable(ctx context.Context, s config.Store, log *slog.Logger) (co
 }
 
 // peerAddr is where this gateway's peer link listens: --peer-addr, or the
-// IP of its first configured portal (an address the other gateways reach)
+// host of its first configured portal (an address the other gateways
+// reach; a wildcard portal makes the link publish the gateway's name)
 // with any free port.
 func (o *ServeOptions) peerAddr(cfg config.Config) (string, error) {
 	if o.PeerAddr != "" {
@@ -143,9 +144,6 @@ func (o *ServeOptions) peerAddr(cfg config.Config) (string, error) {
 	host, _, err := net.SplitHostPort(self.Portals[0])
 	if err != nil {
 		return "", fmt.Errorf("gateway %s: portal %q: %w", o.GatewayName, self.Portals[0], err)
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		return "", fmt.Errorf("gateway %s: portal %q listens on every address; give --peer-addr with one the other gateways reach", o.GatewayName, self.Portals[0])
 	}
 	return net.JoinHostPort(host, "0"), nil
 }

@@ -21,8 +21,10 @@ type Options struct {
 	// PeerAddr is where this gateway's peer link listens (host:port; port
 	// 0 picks one), over which the other gateways forward the commands
 	// of LUs this gateway owns. The host must be an address the other
-	// gateways reach. Empty: no peer link; commands at a non-owner are
-	// answered NOT READY until ownership moves.
+	// gateways reach, or unspecified (0.0.0.0, [::]): the link is then
+	// published as Self:port, so Self must resolve to this gateway (it is
+	// the host name by default). Empty: no peer link; commands at a
+	// non-owner are answered NOT READY until ownership moves.
 	PeerAddr string
 	Logger   *slog.Logger
 }
@@ -57,7 +59,7 @@ func Join(ctx context.Context, cli *clientv3.Client, o Options) (*Cluster, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("gateway", o.Self)
-	link, err := openPeerLink(ctx, cli, o.StatePrefix, o.PeerAddr, log)
+	link, err := openPeerLink(ctx, cli, o.StatePrefix, o.Self, o.PeerAddr, log)
 	if err != nil {
 		return nil, err
 	}

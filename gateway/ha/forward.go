@@ -22,6 +22,7 @@ import (
 // that forwards commands of LUs another gateway owns.
 type peerLink struct {
 	ln     net.Listener
+	public string // the address published for the other gateways
 	server *peer.Server
 	client *peer.Client
 	log    *slog.Logger
@@ -60,8 +61,10 @@ func peerSecret(ctx context.Context, cli *clientv3.Client, statePrefix string) (
 	return kvs[0].Value, nil
 }
 
-// openPeerLink listens on addr ("" gives no link: nil).
-func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, addr string, log *slog.Logger) (*peerLink, error) {
+// openPeerLink listens on addr ("" gives no link: nil). A link listening
+// on every address (0.0.0.0, [::]) is published under the gateway's name,
+// which is its host name unless configured otherwise.
+func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, self, addr string, log *slog.Logger) (*peerLink, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -73,7 +76,16 @@ func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, addr s
 	if err != nil {
 		return nil, fmt.Errorf("ha: peer link: %w", err)
 	}
-	return &peerLink{ln: ln, server: &peer.Server{Secret: secret, Log: log}, client: &peer.Client{Secret: secret}, log: log}, nil
+	return &peerLink{ln: ln, public: publicAddr(self, ln.Addr()), server: &peer.Server{Secret: secret, Log: log}, client: &peer.Client{Secret: secret}, log: log}, nil
+}
+
+// publicAddr is the address to publish for a link listening on a: a, or
+// self:port when a is every address.
+func publicAddr(self string, a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return net.JoinHostPort(self, fmt.Sprint(tcp.Port))
+	}
+	return a.String()
 }
 
 // addr is the address the other gateways dial ("" without a link).
@@ -81,7 +93,7 @@ func (l *peerLink) addr() string {
 	if l == nil {
 		return ""
 	}
-	return l.ln.Addr().String()
+	return l.public
 }
 
 // start serves the LUs of c and drops the connections to gateways that
