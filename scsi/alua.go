@@ -96,6 +96,19 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 	if pg == nil || r.nexus == nil {
 		return nil
 	}
+	st := lu.admission(r)
+	if st == alua.Transitioning && lu.cfg.Forwarder != nil && !r.forwarded && ownerGated(r.entry.Flags) {
+		return lu.forward(r)
+	}
+	return aluaRefusal(st, r.entry.Flags)
+}
+
+// admission is the state the command is processed under: its port's
+// group state, narrowed for owner-gated commands on an active port by the
+// port groups' admission (alua.Admitter: at a non-owner the command is
+// demand for the LU and answered Transitioning).
+func (lu *LogicalUnit) admission(r *request) alua.AccessState {
+	pg := lu.cfg.ALUA
 	port := r.nexus.RelativeTargetPort
 	st := pg.StateOf(port)
 	if st.Active() && ownerGated(r.entry.Flags) {
@@ -105,11 +118,8 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 		case alua.Admitter:
 			st = a.Admit(port)
 		}
-		if st == alua.Transitioning && lu.cfg.Forwarder != nil && !r.forwarded {
-			return lu.forward(r)
-		}
 	}
-	return aluaRefusal(st, r.entry.Flags)
+	return st
 }
 
 // aluaRefusal is the answer of a port in state st to a command with flags

@@ -2,8 +2,11 @@ package scsi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rbdgw/rbdgw/alua"
 )
 
 // Forwarder carries a command to the gateway that owns the LU and returns
@@ -23,6 +26,11 @@ type Forwarder interface {
 	Forward(ctx context.Context, cmd *Command) (Response, error)
 }
 
+// ErrCutOff is returned (wrapped) by a Forwarder when this gateway itself
+// is cut off from the cluster (its lease is not valid): waiting for a move
+// to settle makes no sense, the initiator should use another path now.
+var ErrCutOff = errors.New("scsi: this gateway is cut off from the LU's cluster")
+
 // forwardedResponse carries the owner's whole response through run's error
 // path to finish.
 type forwardedResponse struct{ resp Response }
@@ -31,13 +39,66 @@ func (f *forwardedResponse) Error() string {
 	return fmt.Sprintf("scsi: forwarded command answered with status %#02x", f.resp.Status)
 }
 
-// forward executes r at the owner through the LU's Forwarder.
+// moveHold bounds how long a command that needs the owner waits for an
+// ownership move to settle (the owner dying and being replaced, or a
+// graceful handoff) before it is answered NOT READY, ASYMMETRIC ACCESS
+// STATE TRANSITION. Within it the move is invisible to the initiator,
+// which matters to those that do not retry 04/0A (qemu's iSCSI driver);
+// it stays well under the command timeouts of ESXi (8 s heartbeat) and
+// Linux (30 s).
+var moveHold = 5 * time.Second
+
+// moveRetry spaces the attempts while a move settles.
+const moveRetry = 25 * time.Millisecond
+
+// forward executes r at the owner through the LU's Forwarder. While no
+// owner can take it (none reachable, or the owner answers that the LU is
+// moving) it tries again, for at most moveHold: as soon as this gateway
+// owns the LU the command runs here, or goes to the new owner.
 func (lu *LogicalUnit) forward(r *request) error {
-	resp, err := lu.cfg.Forwarder.Forward(r.ctx, r.cmd)
-	if err != nil {
-		// The owner is out of reach or moving: as during an ownership move.
-		return newCC(SenseNotReady, 0x04, 0x0A)
+	deadline := time.Now().Add(moveHold)
+	for {
+		resp, err := lu.cfg.Forwarder.Forward(r.ctx, r.cmd)
+		if err == nil && !isTransitioning(resp) {
+			return lu.forwarded(r, resp)
+		}
+		if errors.Is(err, ErrCutOff) {
+			return newCC(SenseNotReady, 0x04, 0x0A)
+		}
+		// A refusal at admission left the owner's medium untouched; a
+		// lost link may have run it, which a retry repeats as the
+		// initiator's own retry would.
+		if r.ctx.Err() != nil || !time.Now().Before(deadline) {
+			return newCC(SenseNotReady, 0x04, 0x0A)
+		}
+		select {
+		case <-r.ctx.Done():
+			return newCC(SenseNotReady, 0x04, 0x0A)
+		case <-time.After(moveRetry):
+		}
+		switch st := lu.admission(r); st {
+		case alua.Transitioning:
+			// Still not ours: forward again.
+		default:
+			// The LU came here (or the port's state changed): run or
+			// refuse the command as this gateway now says.
+			return aluaRefusal(st, r.entry.Flags)
+		}
 	}
+}
+
+// isTransitioning reports an answer of NOT READY, ASYMMETRIC ACCESS STATE
+// TRANSITION: the owner was releasing the LU and did not run the command.
+func isTransitioning(resp Response) bool {
+	if resp.Status != StatusCheckCondition {
+		return false
+	}
+	key, asc, ascq, ok := senseCodes(resp.Sense)
+	return ok && key == SenseNotReady && asc == 0x04 && ascq == 0x0A
+}
+
+// forwarded completes r with the owner's response.
+func (lu *LogicalUnit) forwarded(r *request, resp Response) error {
 	if resp.DataLen > len(r.cmd.DataIn) {
 		return newCC(SenseHardwareError, 0x44, 0x00)
 	}
@@ -101,4 +162,16 @@ func (lu *LogicalUnit) forwardedNexusLocked(n *Nexus) *nexusState {
 	st := lu.nexusLocked(n)
 	st.forwarded, st.lastUse = true, now
 	return st
+}
+
+// senseCodes returns the sense key, ASC and ASCQ of fixed or descriptor
+// format sense data.
+func senseCodes(s []byte) (key, asc, ascq byte, ok bool) {
+	switch {
+	case len(s) >= 14 && (s[0]&0x7F == 0x70 || s[0]&0x7F == 0x71):
+		return s[2] & 0x0F, s[12], s[13], true
+	case len(s) >= 4 && (s[0]&0x7F == 0x72 || s[0]&0x7F == 0x73):
+		return s[1] & 0x0F, s[2], s[3], true
+	}
+	return 0, 0, 0, false
 }

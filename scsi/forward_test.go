@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rbdgw/rbdgw/alua"
 	"github.com/rbdgw/rbdgw/scsi"
@@ -120,10 +122,62 @@ func TestForwardedCommandsMeetTheOwnersReservation(t *testing.T) {
 }
 
 func TestForwardingFailuresAnswerTransitioning(t *testing.T) {
+	defer scsi.SetMoveHold(200 * time.Millisecond)()
 	nonOwner, _, fwd, _, _ := forwardPair(t, false)
 	// The owner copy does not serve (it lost the LU meanwhile).
 	want(t, write10(nonOwner, iA, 0, make([]byte, 512)), "2/04/0A")
 	// The owner is out of reach.
 	fwd.err = errors.New("no route to the owner")
 	want(t, write10(nonOwner, iA, 0, make([]byte, 512)), "2/04/0A")
+}
+
+// flakyForwarder answers like an owner that is handing the LU over: NOT
+// READY, ASYMMETRIC ACCESS STATE TRANSITION for the first refusals
+// commands, then as the owner.
+type flakyForwarder struct {
+	directForwarder
+	refusals atomic.Int32
+}
+
+func (f *flakyForwarder) Forward(ctx context.Context, cmd *scsi.Command) (scsi.Response, error) {
+	if f.refusals.Add(-1) >= 0 {
+		return scsi.Response{Status: scsi.StatusCheckCondition,
+			Sense: []byte{0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x0A, 0, 0, 0, 0}}, nil
+	}
+	return f.directForwarder.Forward(ctx, cmd)
+}
+
+// A move in progress is not the initiator's business: the command waits
+// for it (within the hold) and then runs at the new owner, or here once
+// the LU has come here.
+func TestForwardedCommandsWaitOutAMove(t *testing.T) {
+	ownerBE := scsitest.NewMemBackend(testBlocks * 512)
+	owner := newLU(t, ownerBE, func(c *scsi.LUConfig) { c.ALUA = gatedGroups(t, alua.ActiveOptimized) })
+	fwd := &flakyForwarder{directForwarder: directForwarder{owner: owner}}
+	fwd.refusals.Store(3)
+	var ours atomic.Bool
+	groups := gatedGroups(t, alua.Transitioning)
+	groups.SetAdmitAccess(func(context.Context, uint16, alua.Access) alua.AccessState {
+		if ours.Load() {
+			return alua.ActiveOptimized
+		}
+		return alua.Transitioning
+	})
+	localBE := scsitest.NewMemBackend(testBlocks * 512)
+	nonOwner := newLU(t, localBE, func(c *scsi.LUConfig) { c.ALUA = groups; c.Forwarder = fwd })
+	hello(t, nonOwner, iA)
+
+	// The owner refuses three times while it releases, then takes it.
+	want(t, write10(nonOwner, iA, 0, make([]byte, 512)), "GOOD")
+	if ownerBE.Count(scsitest.OpWrite) != 1 || fwd.calls != 1 {
+		t.Fatalf("owner writes %d, commands it ran %d; want 1 and 1", ownerBE.Count(scsitest.OpWrite), fwd.calls)
+	}
+	// The LU moves here while the owner still refuses: the command runs
+	// here.
+	fwd.refusals.Store(1 << 20)
+	go func() { time.Sleep(100 * time.Millisecond); ours.Store(true) }()
+	want(t, write10(nonOwner, iA, 1, make([]byte, 512)), "GOOD")
+	if localBE.Count(scsitest.OpWrite) != 1 {
+		t.Fatalf("local writes %d after the LU came here, want 1", localBE.Count(scsitest.OpWrite))
+	}
 }

@@ -177,6 +177,9 @@ func (f luForwarder) Forward(ctx context.Context, cmd *scsi.Command) (scsi.Respo
 		return scsi.Response{}, errNoOwner
 	}
 	owner := d.Owner().Owner
+	if !f.c.m.Valid() {
+		return scsi.Response{}, fmt.Errorf("ha: LU %s: %w", f.lu, scsi.ErrCutOff)
+	}
 	if !d.ownerServesElsewhere() {
 		// No owner, this gateway itself (moving here), a dead one (being
 		// claimed), or this gateway is cut off from the cluster: wait for
