@@ -24,10 +24,9 @@ type clusterState struct {
 	gateways []config.Gateway // every configured gateway, self included
 	groupOf  map[string]uint16
 
-	mu        sync.Mutex
-	byKey     map[string]*scsi.LogicalUnit // LU by reservation store key
-	groups    map[string]*alua.Dynamic     // port groups by disk name
-	preferred map[string]string            // preferred gateway by disk name
+	mu     sync.Mutex
+	byKey  map[string]*scsi.LogicalUnit // LU by reservation store key
+	groups map[string]*alua.Dynamic     // port groups by disk name
 }
 
 func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
@@ -36,8 +35,7 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 		return nil, fmt.Errorf("gateway: this gateway (%s) is not in the configuration's gateways", c.Membership().Self())
 	}
 	cs := &clusterState{c: c, self: *self, gateways: slices.Clone(cfg.Gateways),
-		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}, groups: map[string]*alua.Dynamic{},
-		preferred: map[string]string{}}
+		groupOf: map[string]uint16{}, byKey: map[string]*scsi.LogicalUnit{}, groups: map[string]*alua.Dynamic{}}
 	for _, gw := range cfg.Gateways {
 		cs.groupOf[gw.Name] = gw.TPGID
 	}
@@ -47,23 +45,32 @@ func newClusterState(c *ha.Cluster, cfg *config.Config) (*clusterState, error) {
 // portGroups returns a new LU's port groups: every gateway's group, Active/
 // Non-optimized until the LU's driver learns who owns it.
 func (cs *clusterState) portGroups(d *config.Disk) (*alua.Dynamic, error) {
-	return alua.NewDynamic(groupsOf(cs.gateways, nil, d.PreferredGateway), 0)
+	return alua.NewDynamic(cs.prefer(groupsOf(cs.gateways, nil), d.PreferredGateway), 0)
 }
 
-// groupsOf is one group per gateway, each in its state in cur (a gateway
-// new to cur starts Active/Non-optimized until the LU's driver
-// publishes); the preferred gateway's group has PREF set.
-func groupsOf(gateways []config.Gateway, cur *alua.Dynamic, preferred string) []alua.Group {
+// groupsOf is one group per gateway, each with its state and PREF bit in
+// cur (a gateway new to cur starts Active/Non-optimized until the LU's
+// driver publishes).
+func groupsOf(gateways []config.Gateway, cur *alua.Dynamic) []alua.Group {
 	groups := make([]alua.Group, 0, len(gateways))
 	for _, gw := range gateways {
-		g := alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID},
-			Preferred: gw.Name == preferred}
+		g := alua.Group{ID: gw.TPGID, State: alua.ActiveNonOptimized, RelativePorts: []uint16{gw.TPGID}}
 		if cur != nil {
 			if old, ok := cur.GroupOf(gw.TPGID); ok {
-				g.State, g.Status = old.State, old.Status
+				g.State, g.Status, g.Preferred = old.State, old.Status, old.Preferred
 			}
 		}
 		groups = append(groups, g)
+	}
+	return groups
+}
+
+// prefer sets PREF on gateway's group alone ("" or an unknown gateway:
+// on none).
+func (cs *clusterState) prefer(groups []alua.Group, gateway string) []alua.Group {
+	id, ok := cs.groupOf[gateway]
+	for i := range groups {
+		groups[i].Preferred = ok && groups[i].ID == id
 	}
 	return groups
 }
@@ -91,7 +98,7 @@ func (cs *clusterState) setGateways(c *config.Config) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for name, dyn := range cs.groups {
-		if err := dyn.SetGroups(groupsOf(gateways, dyn, cs.preferred[name])); err != nil {
+		if err := dyn.SetGroups(groupsOf(gateways, dyn)); err != nil {
 			return fmt.Errorf("disk %s: %w", name, err)
 		}
 		d, ok := cs.c.Driver(name)
@@ -125,7 +132,6 @@ func (cs *clusterState) drive(d *config.Disk, lu *scsi.LogicalUnit, groups *alua
 	cs.mu.Lock()
 	cs.byKey[prKey(lu)] = lu
 	cs.groups[d.Name] = groups
-	cs.preferred[d.Name] = d.PreferredGateway
 	cs.mu.Unlock()
 	return nil
 }
@@ -149,10 +155,9 @@ func (cs *clusterState) setPreference(d *config.Disk) error {
 	if dyn == nil || !ok {
 		return fmt.Errorf("disk %s is not driven here", d.Name)
 	}
-	if err := dyn.SetGroups(groupsOf(cs.gateways, dyn, d.PreferredGateway)); err != nil {
+	if err := dyn.SetGroups(cs.prefer(groupsOf(cs.gateways, dyn), d.PreferredGateway)); err != nil {
 		return err
 	}
-	cs.preferred[d.Name] = d.PreferredGateway
 	return drv.SetPreference(d.PreferredGateway, failbackOf(d))
 }
 
@@ -162,7 +167,6 @@ func (cs *clusterState) undrive(name string, lu *scsi.LogicalUnit) {
 	cs.mu.Lock()
 	delete(cs.byKey, prKey(lu))
 	delete(cs.groups, name)
-	delete(cs.preferred, name)
 	cs.mu.Unlock()
 }
 

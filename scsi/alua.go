@@ -97,7 +97,7 @@ func (lu *LogicalUnit) aluaCheck(r *request) error {
 		return nil
 	}
 	st := lu.admission(r)
-	if st == alua.Transitioning && lu.cfg.Forwarder != nil && !r.forwarded && ownerGated(r.entry.Flags) {
+	if st == alua.Transitioning && lu.cfg.Forwarder != nil && !IsForwarded(r.ctx) && ownerGated(r.entry.Flags) {
 		return lu.forward(r)
 	}
 	return aluaRefusal(st, r.entry.Flags)
@@ -132,9 +132,7 @@ func aluaRefusal(st alua.AccessState, f opFlags) error {
 		if f&opALUATransitioning != 0 {
 			return nil
 		}
-		// SPC-4 5.16.2.6: NOT READY, LOGICAL UNIT NOT ACCESSIBLE,
-		// ASYMMETRIC ACCESS STATE TRANSITION.
-		return newCC(SenseNotReady, 0x04, 0x0A)
+		return errMoving()
 	case alua.Standby:
 		if f&opALUAStandby != 0 {
 			return nil
@@ -170,3 +168,8 @@ func (lu *LogicalUnit) targetPortGroupOf(n *Nexus) uint16 {
 	}
 	return n.TargetPortGroup
 }
+
+// errMoving is SPC-4 5.16.2.6's answer while the LU's access state is in
+// transition: NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS
+// STATE TRANSITION; the initiator retries.
+func errMoving() error { return newCC(SenseNotReady, 0x04, 0x0A) }

@@ -59,27 +59,21 @@ func (lu *LogicalUnit) forward(r *request) error {
 	deadline := time.Now().Add(moveHold)
 	for {
 		resp, err := lu.cfg.Forwarder.Forward(r.ctx, r.cmd)
-		if err == nil && !isTransitioning(resp) {
+		switch {
+		case err == nil && !isTransitioning(resp):
 			return lu.forwarded(r, resp)
-		}
-		if errors.Is(err, ErrCutOff) {
-			return newCC(SenseNotReady, 0x04, 0x0A)
+		case errors.Is(err, ErrCutOff), !time.Now().Before(deadline):
+			return errMoving()
 		}
 		// A refusal at admission left the owner's medium untouched; a
 		// lost link may have run it, which a retry repeats as the
 		// initiator's own retry would.
-		if r.ctx.Err() != nil || !time.Now().Before(deadline) {
-			return newCC(SenseNotReady, 0x04, 0x0A)
-		}
 		select {
 		case <-r.ctx.Done():
-			return newCC(SenseNotReady, 0x04, 0x0A)
+			return errMoving()
 		case <-time.After(moveRetry):
 		}
-		switch st := lu.admission(r); st {
-		case alua.Transitioning:
-			// Still not ours: forward again.
-		default:
+		if st := lu.admission(r); st != alua.Transitioning {
 			// The LU came here (or the port's state changed): run or
 			// refuse the command as this gateway now says.
 			return aluaRefusal(st, r.entry.Flags)
@@ -125,14 +119,15 @@ func (lu *LogicalUnit) ExecuteForwarded(ctx context.Context, cmd *Command) Respo
 		return Response{Status: StatusCheckCondition, Sense: cc.Sense(lu.descSense())}
 	}
 	ctx = context.WithValue(ctx, forwardedKey{}, true)
-	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, forwarded: true})
+	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus})
 }
 
 type forwardedKey struct{}
 
 // IsForwarded reports whether ctx is that of a command another gateway
-// forwarded (ExecuteForwarded). The ownership admission uses it: such a
-// command is not this gateway's own I/O, nor demand for the LU here.
+// forwarded (ExecuteForwarded): such a command is never forwarded again,
+// and for the ownership admission it is neither this gateway's own I/O
+// nor demand for the LU here.
 func IsForwarded(ctx context.Context) bool {
 	v, _ := ctx.Value(forwardedKey{}).(bool)
 	return v

@@ -387,7 +387,7 @@ func (lu *LogicalUnit) run(r *request) (err error) {
 	// SAM-5 5.14: a pending unit attention is reported on the next command
 	// of the nexus, except INQUIRY, REPORT LUNS and REQUEST SENSE which
 	// neither report nor clear it.
-	if r.forwarded {
+	if IsForwarded(r.ctx) {
 		// The forwarding gateway reported the nexus's unit attentions
 		// already; here the command only joins the task set, so that
 		// aborts, resets and Quiesce see it.

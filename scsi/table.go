@@ -238,9 +238,6 @@ type request struct {
 	// (abort.go); nil for a command that ended before it was counted.
 	tasks   *taskCounter
 	taskGen uint64
-	// forwarded: another gateway forwarded the command to this one, the
-	// LU's owner (ExecuteForwarded); it is never forwarded again.
-	forwarded bool
 }
 
 // enterTasks counts r in st's task set; called with lu.mu held.

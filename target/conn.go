@@ -82,10 +82,9 @@ type conn struct {
 
 	wq *writeQueue // shared with writeLoop under its own mutex
 
-	// Teardown state, owned by serve once the loop has returned (the
-	// loop sets logoutResp just before it returns errLogoutSession).
-	logoutResp             *LogoutResp
-	tasksEnded, nexusEnded bool
+	// logoutResp is the Logout Response serve sends once the session has
+	// ended (set by the loop just before it returns errLogoutSession).
+	logoutResp *LogoutResp
 
 	// Owned by readLoop; reconfigured by the serve loop only while readLoop
 	// waits on readMore.
@@ -185,8 +184,10 @@ func (c *conn) serve() {
 	if err != nil && !errors.Is(err, errCloseAfterFlush) && !errors.Is(err, errLogoutSession) {
 		c.log.Debug("iscsi connection closed", "err", err)
 	}
-	if errors.Is(err, errLogoutSession) {
-		// The session ends before its Logout Response leaves.
+	logout := errors.Is(err, errLogoutSession)
+	if logout {
+		// The session ends (steps 3 and 4) before its Logout Response
+		// leaves.
 		c.endTasks()
 		c.endNexus()
 		c.wq.push(outItem{pdu: c.logoutResp})
@@ -198,21 +199,18 @@ func (c *conn) serve() {
 	<-writerDone
 	// 2. Close the socket: the reader's blocked read returns.
 	c.nc.Close()
-	// 3. Abort every task and wait for workers so no result is sent and
-	//    no buffer is in use.
-	c.endTasks()
-	// 4. The nexus is gone.
-	c.endNexus()
+	if !logout {
+		// 3. Abort every task and wait for workers so no result is sent
+		//    and no buffer is in use.
+		c.endTasks()
+		// 4. The nexus is gone.
+		c.endNexus()
+	}
 }
 
 // endTasks aborts every task and waits for the workers, so no result is
-// sent and no buffer is in use any more. It runs once the loop is gone;
-// a second call does nothing.
+// sent and no buffer is in use any more. It runs once, after the loop.
 func (c *conn) endTasks() {
-	if c.tasksEnded {
-		return
-	}
-	c.tasksEnded = true
 	for _, t := range c.tasks {
 		t.aborted = true
 		t.ctx.cancel()
@@ -225,10 +223,10 @@ func (c *conn) endTasks() {
 	}
 }
 
-// endNexus tells the device server the session's nexus is gone (once).
+// endNexus tells the device server the session's nexus is gone; once,
+// after endTasks.
 func (c *conn) endNexus() {
-	if c.sess != nil && !c.nexusEnded {
-		c.nexusEnded = true
+	if c.sess != nil {
 		c.srv.endSession(c.sess)
 	}
 }

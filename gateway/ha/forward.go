@@ -176,14 +176,13 @@ func (f luForwarder) Forward(ctx context.Context, cmd *scsi.Command) (scsi.Respo
 	if !ok {
 		return scsi.Response{}, errNoOwner
 	}
-	owner := d.Owner().Owner
 	if !f.c.m.Valid() {
 		return scsi.Response{}, fmt.Errorf("ha: LU %s: %w", f.lu, scsi.ErrCutOff)
 	}
+	owner := d.Owner().Owner
 	if !d.ownerServesElsewhere() {
-		// No owner, this gateway itself (moving here), a dead one (being
-		// claimed), or this gateway is cut off from the cluster: wait for
-		// the move like any initiator, via NOT READY.
+		// No owner, this gateway itself (moving here) or a dead one
+		// (being claimed): the device server waits for the move.
 		return scsi.Response{}, errNoOwner
 	}
 	addr := f.c.m.PeerAddr(owner)
