@@ -119,8 +119,6 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 			return nil, err
 		}
 	}
-	// EXTENDED COPY (VMware XCOPY) between any two of our LUs.
-	g.registry.Add(lu)
 	g.log.Info("disk opened", "disk", d.Name, "backend", d.Backend, "size", be.Size(),
 		"wwn", config.FormatWWN(wwn), "block_size", d.BlockSize, "write_cache", d.WriteCache, "read_only", d.ReadOnly)
 	return lu, nil

@@ -55,14 +55,13 @@ const DefaultStallThreshold = 5 * time.Second
 // Gateway is a running gateway.
 type Gateway struct {
 	// Immutable after Start.
-	log      *slog.Logger
-	srv      *target.Server
-	lns      []net.Listener
-	portals  []target.Portal // bound addresses, as advertised
-	stall    time.Duration
-	wrapBE   func(disk string, b scsi.Backend) scsi.Backend
-	prs      scsi.PRStore
-	registry *scsi.LURegistry // lets EXTENDED COPY find the LUs by WWN
+	log     *slog.Logger
+	srv     *target.Server
+	lns     []net.Listener
+	portals []target.Portal // bound addresses, as advertised
+	stall   time.Duration
+	wrapBE  func(disk string, b scsi.Backend) scsi.Backend
+	prs     scsi.PRStore
 	// ceph is the Ceph cluster connection of rbd: disks (rbd.go); it
 	// guards itself.
 	ceph cephLink
@@ -109,7 +108,6 @@ func Start(cfg Config) (g *Gateway, err error) {
 		cfg:      c,
 		log:      log,
 		lus:      map[string]*scsi.LogicalUnit{},
-		registry: scsi.NewLURegistry(),
 		ready:    make(chan struct{}),
 		errc:     make(chan error, 1),
 		stopping: make(chan struct{}),
@@ -334,7 +332,6 @@ func (g *Gateway) closeLUs(ctx context.Context) error {
 	g.retired = nil
 	var first error
 	for name, lu := range all {
-		g.registry.Remove(lu)
 		if err := lu.Backend().Flush(ctx); err != nil {
 			g.log.Error("flush failed at shutdown", "disk", name, "err", err)
 			if first == nil {

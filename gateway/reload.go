@@ -104,7 +104,6 @@ func (g *Gateway) Reload(c config.Config) error {
 			if g.ha != nil {
 				g.ha.undrive(lu.Config().Name, lu)
 			}
-			g.registry.Remove(lu)
 			lu.Close()
 		}
 	}
@@ -201,7 +200,6 @@ func (g *Gateway) closeRetired(name string, lu *scsi.LogicalUnit) {
 	if i < 0 {
 		return // closeLUs has it
 	}
-	g.registry.Remove(lu)
 	if err := lu.Backend().Flush(ctx); err != nil {
 		g.log.Error("flush of a removed disk failed", "disk", name, "err", err)
 	}

@@ -358,8 +358,8 @@ func (lu *LogicalUnit) Execute(ctx context.Context, cmd *Command) Response {
 	return lu.execute(ctx, cmd, nil)
 }
 
-func (lu *LogicalUnit) execute(ctx context.Context, cmd *Command, luns func() []uint64) Response {
-	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, luns: luns})
+func (lu *LogicalUnit) execute(ctx context.Context, cmd *Command, rt *router) Response {
+	return lu.executeRequest(&request{ctx: ctx, lu: lu, cmd: cmd, nexus: cmd.Nexus, rt: rt})
 }
 
 func (lu *LogicalUnit) executeRequest(r *request) Response {

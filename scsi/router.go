@@ -1,6 +1,7 @@
 package scsi
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"sort"
@@ -30,8 +31,8 @@ func decodeReportLUNs(cdb []byte) (ReportLUNs, error) {
 
 func execReportLUNs(r *request, c ReportLUNs) error {
 	var luns []uint64
-	if r.luns != nil {
-		luns = r.luns()
+	if r.rt != nil {
+		luns = r.rt.lunList()
 	} else if r.cmd != nil {
 		if n, ok := decodeLUN(r.cmd.LUN); ok {
 			luns = []uint64{n}
@@ -121,6 +122,20 @@ func (rt *router) lunList() []uint64 {
 	return rt.order
 }
 
+// reach returns the LU of this map whose NAA designator is d, or nil.
+// Only LUs mapped to the initiator are reachable: an LU it was not given
+// must be as unknown to its copy commands as to its other commands, or a
+// designator read from another tenant's VPD page 83h would open that
+// tenant's data to it (the class of CVE-2020-28374 in LIO).
+func (rt *router) reach(d []byte) *LogicalUnit {
+	for _, lu := range rt.luns {
+		if bytes.Equal(d, lu.cfg.WWN[:]) && !lu.Retired() {
+			return lu
+		}
+	}
+	return nil
+}
+
 func (rt *router) Execute(ctx context.Context, cmd *Command) Response {
 	n, ok := decodeLUN(cmd.LUN)
 	var lu *LogicalUnit
@@ -128,14 +143,14 @@ func (rt *router) Execute(ctx context.Context, cmd *Command) Response {
 		lu = rt.luns[n]
 	}
 	if lu != nil && !lu.Retired() {
-		return lu.execute(ctx, cmd, rt.lunList)
+		return lu.execute(ctx, cmd, rt)
 	}
 	return rt.missing(ctx, cmd)
 }
 
 // missing answers a command addressed to a LUN that does not exist.
 func (rt *router) missing(ctx context.Context, cmd *Command) Response {
-	r := &request{ctx: ctx, cmd: cmd, nexus: cmd.Nexus, luns: rt.lunList}
+	r := &request{ctx: ctx, cmd: cmd, nexus: cmd.Nexus, rt: rt}
 	fail := func(err error) Response {
 		if cc, ok := err.(*CheckCondition); ok {
 			return Response{Status: StatusCheckCondition, Sense: cc.Sense(false)}

@@ -232,8 +232,11 @@ type request struct {
 	nexus *Nexus
 	entry *opEntry
 	resp  Response
-	// luns lists the LUNs the initiator sees, for REPORT LUNS.
-	luns func() []uint64
+	// rt is the issuing initiator's LUN map: what REPORT LUNS lists and
+	// the only LUs EXTENDED COPY may name. Nil for a command run on an LU
+	// directly (LogicalUnit.Execute, a forwarded command): then the LU
+	// reaches itself alone.
+	rt *router
 	// tasks and taskGen count the command in its nexus's task set
 	// (abort.go); nil for a command that ended before it was counted.
 	tasks   *taskCounter

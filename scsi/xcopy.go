@@ -6,7 +6,8 @@ import (
 )
 
 // EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18 / SPC-3
-// 6.3, 6.17): block-to-block copies between LUs named by NAA designators.
+// 6.3, 6.17): block-to-block copies between LUs named by NAA designators,
+// among the LUs mapped to the issuing initiator.
 
 // ExtendedCopy is EXTENDED COPY(LID1): 83h service action 00h.
 type ExtendedCopy struct{ ParamLen uint32 }
@@ -171,49 +172,11 @@ func decodeXCopyParams(b []byte) (*XCopyParams, error) {
 	return p, nil
 }
 
-// LURegistry finds logical units by their NAA designator, so EXTENDED COPY
-// received by one LU can reach another. The gateway adds every LU it
-// serves; Add also makes the LU use this registry.
-type LURegistry struct {
-	mu sync.RWMutex
-	m  map[string]*LogicalUnit
-}
-
-// NewLURegistry returns an empty registry.
-func NewLURegistry() *LURegistry { return &LURegistry{m: map[string]*LogicalUnit{}} }
-
-// Add registers lu under its WWN and points lu's EXTENDED COPY at r.
-func (r *LURegistry) Add(lu *LogicalUnit) {
-	r.mu.Lock()
-	r.m[string(lu.cfg.WWN[:])] = lu
-	r.mu.Unlock()
-	lu.extras.xcopy.mu.Lock()
-	lu.extras.xcopy.registry = r
-	lu.extras.xcopy.mu.Unlock()
-}
-
-// Remove forgets lu.
-func (r *LURegistry) Remove(lu *LogicalUnit) {
-	r.mu.Lock()
-	if r.m[string(lu.cfg.WWN[:])] == lu {
-		delete(r.m, string(lu.cfg.WWN[:]))
-	}
-	r.mu.Unlock()
-}
-
-// Lookup returns the LU with NAA designator d, or nil.
-func (r *LURegistry) Lookup(d []byte) *LogicalUnit {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.m[string(d)]
-}
-
 // xcopyResults holds the outcome of EXTENDED COPY commands whose LIST ID
-// USAGE asked for it (SPC-4 6.18.3) and the LU's registry.
+// USAGE asked for it (SPC-4 6.18.3).
 type xcopyResults struct {
-	mu       sync.Mutex
-	registry *LURegistry
-	held     []xcopyResult
+	mu   sync.Mutex
+	held []xcopyResult
 }
 
 type xcopyResult struct {
@@ -239,19 +202,16 @@ func (x *xcopyResults) record(res xcopyResult) {
 	x.held = append(x.held, res)
 }
 
-// resolve finds the LU of an NAA designator: this LU, or one of the
-// registry.
-func (lu *LogicalUnit) resolveCSCD(d []byte) *LogicalUnit {
-	if bytes.Equal(d, lu.cfg.WWN[:]) {
-		return lu
+// resolveCSCD finds the LU of an NAA designator among those the issuing
+// initiator reaches: this LU, or another LU of its LUN map.
+func (r *request) resolveCSCD(d []byte) *LogicalUnit {
+	if bytes.Equal(d, r.lu.cfg.WWN[:]) {
+		return r.lu
 	}
-	lu.extras.xcopy.mu.Lock()
-	reg := lu.extras.xcopy.registry
-	lu.extras.xcopy.mu.Unlock()
-	if reg == nil {
+	if r.rt == nil {
 		return nil
 	}
-	return reg.Lookup(d)
+	return r.rt.reach(d)
 }
 
 func execExtendedCopy(r *request, c ExtendedCopy) error {
@@ -273,8 +233,9 @@ func execExtendedCopy(r *request, c ExtendedCopy) error {
 	luns := make([]*LogicalUnit, len(p.Targets))
 	for i, d := range p.Targets {
 		// SPC-4 6.4.3.1: a CSCD the copy manager cannot reach: COPY
-		// ABORTED, UNREACHABLE COPY TARGET (08/04).
-		if luns[i] = lu.resolveCSCD(d); luns[i] == nil {
+		// ABORTED, UNREACHABLE COPY TARGET (08/04). An LU not mapped to
+		// the initiator is unreachable, exactly as one that does not exist.
+		if luns[i] = r.resolveCSCD(d); luns[i] == nil {
 			return newCC(SenseCopyAborted, 0x08, 0x04)
 		}
 	}

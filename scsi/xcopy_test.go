@@ -2,6 +2,7 @@ package scsi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"testing"
 
@@ -59,9 +60,7 @@ func TestExtendedCopyBetweenLUs(t *testing.T) {
 	memA, memB := scsitest.NewMemBackend(4096*512), scsitest.NewMemBackend(4096*512)
 	luA := newLU(t, memA, func(c *scsi.LUConfig) { c.Name = "a" })
 	luB := newLU(t, memB, func(c *scsi.LUConfig) { c.Name = "b" })
-	reg := scsi.NewLURegistry()
-	reg.Add(luA)
-	reg.Add(luB)
+	rtA := scsi.NewRouter(map[uint64]*scsi.LogicalUnit{0: luA, 1: luB})
 	hello(t, luA, iA)
 	pat := bytes.Repeat([]byte("xcopy..."), 64*3000) // 3000 blocks: several chunks
 	for i := 0; i < 3; i++ {
@@ -69,7 +68,7 @@ func TestExtendedCopyBetweenLUs(t *testing.T) {
 	}
 	wa, wb := luA.Config().WWN, luB.Config().WWN
 	p := xcopyList(7, 0, [][]byte{cscd(wa), cscd(wb)}, [][]byte{b2b(0, 1, 3000, 10, 500)})
-	want(t, do(luA, iA, xcopyCDB(len(p)), p, 0), "GOOD")
+	want(t, doVia(rtA, 0, iA, xcopyCDB(len(p)), p, 0), "GOOD")
 	if !bytes.Equal(memB.Bytes(500*512, int64(len(pat))), pat) {
 		t.Fatal("data not copied to LU b")
 	}
@@ -129,5 +128,58 @@ func TestExtendedCopyBetweenLUs(t *testing.T) {
 	hello(t, luB, iB)
 	want(t, prOut(luB, iB, 0x06, 0, 0, 0xB), "GOOD")
 	want(t, prOut(luB, iB, 0x01, scsi.PRTypeWriteExclusive, 0xB, 0), "GOOD")
-	want(t, do(luA, iA, xcopyCDB(len(p)), p, 0), "CONFLICT")
+	want(t, doVia(rtA, 0, iA, xcopyCDB(len(p)), p, 0), "CONFLICT")
+	// Run on the LU alone (as a forwarded command is) it reaches only itself.
+	want(t, do(luA, iA, xcopyCDB(len(p)), p, 0), "A/08/04")
 }
+
+// doVia runs one command through a Router, addressed to LUN lun.
+func doVia(rt scsi.Router, lun uint64, n *scsi.Nexus, cdb, out []byte, in int) scsi.Response {
+	cmd := &scsi.Command{Nexus: n, LUN: lun << 48, CDB: cdb, DataOut: out,
+		ExpectedLength: uint32(max(len(out), in)), DataIn: make([]byte, in)}
+	if len(out) > 0 {
+		cmd.Dir = scsi.DirWrite
+	}
+	if in > 0 {
+		cmd.Dir |= scsi.DirRead
+	}
+	return rt.Execute(context.Background(), cmd)
+}
+
+// An initiator names, in EXTENDED COPY, an LU that exists on the gateway
+// but is not mapped to it (another tenant's, its designator read from VPD
+// page 83h elsewhere): the copy is refused as UNREACHABLE COPY TARGET in
+// both directions, exactly as for an LU that does not exist, and neither
+// LU's data moves.
+func TestExtendedCopyReachesOnlyTheInitiatorsLUs(t *testing.T) {
+	memMine, memTheirs := scsitest.NewMemBackend(64*512), scsitest.NewMemBackend(64*512)
+	mine := newLU(t, memMine, func(c *scsi.LUConfig) { c.Name = "tenant-a" })
+	theirs := newLU(t, memTheirs, func(c *scsi.LUConfig) { c.Name = "tenant-b" })
+	rtA := scsi.NewRouter(map[uint64]*scsi.LogicalUnit{0: mine})
+	hello(t, mine, iA)
+	hello(t, theirs, iB)
+	secret := bytes.Repeat([]byte("B-secret"), 64*4)
+	mineData := bytes.Repeat([]byte("A-data.."), 64*4)
+	want(t, write10(theirs, iB, 0, secret), "GOOD")
+	want(t, write10(mine, iA, 0, mineData), "GOOD")
+
+	wMine, wTheirs := mine.Config().WWN, theirs.Config().WWN
+	steal := xcopyList(1, 0, [][]byte{cscd(wTheirs), cscd(wMine)}, [][]byte{b2b(0, 1, 4, 0, 8)})
+	want(t, doVia(rtA, 0, iA, xcopyCDB(len(steal)), steal, 0), "A/08/04")
+	clobber := xcopyList(2, 0, [][]byte{cscd(wMine), cscd(wTheirs)}, [][]byte{b2b(0, 1, 4, 0, 0)})
+	want(t, doVia(rtA, 0, iA, xcopyCDB(len(clobber)), clobber, 0), "A/08/04")
+	if got := memTheirs.Bytes(0, int64(len(secret))); !bytes.Equal(got, secret) {
+		t.Fatal("the other tenant's LU was written")
+	}
+	if got := memMine.Bytes(8*512, 4*512); !bytes.Equal(got, make([]byte, 4*512)) {
+		t.Fatal("the other tenant's data reached the initiator's LU")
+	}
+	// An initiator given both LUs copies between them.
+	hello(t, theirs, iA)
+	both := scsi.NewRouter(map[uint64]*scsi.LogicalUnit{0: mine, 7: theirs})
+	want(t, doVia(both, 7, iA, xcopyCDB(len(steal)), steal, 0), "GOOD")
+	if got := memMine.Bytes(8*512, 4*512); !bytes.Equal(got, secret[:4*512]) {
+		t.Fatal("copy between two LUs of one map did not happen")
+	}
+}
+
