@@ -106,8 +106,9 @@ func (c Config) ForGateway(l Local) (Config, error) {
 }
 
 // HostLUNs returns the LUN ids the initiator iqn may see: its group's
-// disks, else the host's own luns list. restricted is false when the host
-// sees every LUN of the target.
+// disks, else the host's own luns list (none when it has none). restricted
+// is false when iqn is not a host of the target: an initiator admitted by
+// the target's CHAP or an open ACL sees every LUN.
 func (t *Target) HostLUNs(iqn string) (ids []uint64, restricted bool) {
 	for _, g := range t.HostGroups {
 		if !slices.ContainsFunc(g.Members, func(m string) bool { return strings.EqualFold(m, iqn) }) {
@@ -122,7 +123,7 @@ func (t *Target) HostLUNs(iqn string) (ids []uint64, restricted bool) {
 	}
 	for _, h := range t.Hosts {
 		if strings.EqualFold(h.IQN, iqn) {
-			return h.LUNs, len(h.LUNs) > 0
+			return h.LUNs, true
 		}
 	}
 	return nil, false

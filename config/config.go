@@ -104,9 +104,13 @@ type Target struct {
 	Alias    string         `json:"alias,omitempty" yaml:"alias,omitempty"`
 	Auth     CHAP           `json:"auth" yaml:"auth"`
 	Controls TargetControls `json:"controls" yaml:"controls"`
-	// Hosts restricts the target to the listed initiators; empty admits any
-	// initiator that passes the target's CHAP (if any).
+	// Hosts lists the initiators the target admits. Access is denied by
+	// default: without hosts the target admits only initiators passing
+	// the target's CHAP, or, with ACL "open", any initiator.
 	Hosts []Host `json:"hosts,omitempty" yaml:"hosts,omitempty"`
+	// ACL "open" admits every initiator to a target without hosts (labs
+	// only; logged at every start). Empty: only hosts, or target CHAP.
+	ACL string `json:"acl,omitempty" yaml:"acl,omitempty"`
 	// LUNs maps LUN ids to disks.
 	LUNs []LUNMap `json:"luns,omitempty" yaml:"luns,omitempty"`
 	// Gateways names the gateways that serve the target; empty means all.
@@ -114,6 +118,9 @@ type Target struct {
 	// HostGroups give several hosts one LUN list (ceph-iscsi's "groups").
 	HostGroups []HostGroup `json:"groups,omitempty" yaml:"groups,omitempty"`
 }
+
+// ACLOpen is the Target.ACL value that admits every initiator.
+const ACLOpen = "open"
 
 // NewTarget returns a target with default controls.
 func NewTarget(iqn string) Target {
@@ -131,7 +138,8 @@ type Host struct {
 	IQN string `json:"iqn" yaml:"iqn"`
 	// Auth, when set, replaces the target's CHAP credentials for this host.
 	Auth CHAP `json:"auth" yaml:"auth"`
-	// LUNs lists the target LUN ids this host sees; empty means all.
+	// LUNs lists the target LUN ids this host sees; empty means none
+	// (unless the host is in a host group, which decides).
 	LUNs []uint64 `json:"luns,omitempty" yaml:"luns,omitempty"`
 }
 

@@ -25,7 +25,7 @@ func TestLoadExample(t *testing.T) {
 	if tg.Controls != DefaultTargetControls() {
 		t.Fatalf("controls %+v", tg.Controls)
 	}
-	if len(tg.Hosts) != 2 || tg.Hosts[0].Auth.Username != "client1user" || len(tg.Hosts[1].LUNs) != 0 {
+	if len(tg.Hosts) != 2 || tg.Hosts[0].Auth.Username != "client1user" || len(tg.Hosts[1].LUNs) != 2 {
 		t.Fatalf("hosts %+v", tg.Hosts)
 	}
 }

@@ -160,6 +160,12 @@ func validateTarget(e *errs, path string, t *Target, disks map[string]int) {
 	}
 	validateCHAP(e, path+".auth", t.Auth)
 	validateTargetControls(e, path+".controls", t.Controls)
+	switch {
+	case t.ACL != "" && t.ACL != ACLOpen:
+		e.add(path+".acl", quote(t.ACL), "unknown; %q admits every initiator, empty admits only hosts (or target CHAP)", ACLOpen)
+	case t.ACL == ACLOpen && len(t.Hosts) > 0:
+		e.add(path+".acl", quote(t.ACL), "a target with hosts admits only them; remove acl or the hosts")
+	}
 
 	luns := map[uint64]int{}
 	for i, m := range t.LUNs {

@@ -312,6 +312,8 @@ func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUni
 		if t.Auth.Enabled() {
 			tt.Auth = chapOf(t.Auth)
 		}
+		g.warnOpenAccess(t)
+		tt.OpenACL = t.ACL == config.ACLOpen
 		for _, h := range t.Hosts {
 			acl := target.ACL{InitiatorName: h.IQN}
 			if h.Auth.Enabled() {
@@ -338,6 +340,24 @@ func (g *Gateway) buildTargets(c *config.Config, lus map[string]*scsi.LogicalUni
 			"chap", t.Auth.Enabled(), "mutual_chap", t.Auth.MutualUsername != "")
 	}
 	return out, nil
+}
+
+// warnOpenAccess says, at every configuration applied, what a target
+// admits when that is everyone or no one: targets are deny by default
+// (a configuration written when a target without hosts admitted every
+// initiator, and a host without disks saw every LUN, must be told).
+func (g *Gateway) warnOpenAccess(t *config.Target) {
+	switch {
+	case t.ACL == config.ACLOpen:
+		g.log.Warn("target admits every initiator without authentication (acl: open); for labs only", "iqn", t.IQN)
+	case len(t.Hosts) == 0 && !t.Auth.Enabled():
+		g.log.Warn("target admits no initiator: targets are deny by default; add hosts, set target CHAP, or set acl: open (labs)", "iqn", t.IQN)
+	}
+	for _, h := range t.Hosts {
+		if ids, _ := t.HostLUNs(h.IQN); len(ids) == 0 && len(t.LUNs) > 0 {
+			g.log.Warn("host sees no LUN of the target: a host sees only the disks given to it", "iqn", t.IQN, "host", h.IQN)
+		}
+	}
 }
 
 // advertisedPortals is what SendTargets lists for a target: this

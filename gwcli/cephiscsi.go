@@ -134,6 +134,12 @@ func FromCephISCSI(raw []byte, o ImportOptions) (config.Config, []string, error)
 		if !acl && len(ct.Clients) > 0 {
 			warnings = append(warnings, fmt.Sprintf("targets.%s: acl_enabled is false, so its %d clients are not imported (every initiator passing the target's CHAP is admitted)", iqn, len(ct.Clients)))
 		}
+		if !acl && !t.Auth.Enabled() {
+			// ceph-iscsi's acl_enabled=false without target CHAP admits
+			// every initiator; here that must be said explicitly.
+			t.ACL = config.ACLOpen
+			warnings = append(warnings, fmt.Sprintf("targets.%s: acl_enabled is false and the target has no CHAP: imported as acl: open (every initiator admitted without authentication)", iqn))
+		}
 		for _, hiqn := range sortedKeys(ct.Clients) {
 			if !acl {
 				break
@@ -146,9 +152,6 @@ func FromCephISCSI(raw []byte, o ImportOptions) (config.Config, []string, error)
 			if cl.GroupName == "" {
 				for _, disk := range sortedKeys(cl.LUNs) {
 					h.LUNs = append(h.LUNs, cl.LUNs[disk].LUNID)
-				}
-				if len(h.LUNs) == 0 {
-					warnings = append(warnings, fmt.Sprintf("targets.%s.clients.%s has no LUNs: here a host without a LUN list sees every LUN of the target", iqn, hiqn))
 				}
 			}
 			t.Hosts = append(t.Hosts, h)

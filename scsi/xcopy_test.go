@@ -182,4 +182,3 @@ func TestExtendedCopyReachesOnlyTheInitiatorsLUs(t *testing.T) {
 		t.Fatal("copy between two LUs of one map did not happen")
 	}
 }
-

@@ -84,8 +84,12 @@ type Target struct {
 	// Auth, when enabled, is required of every initiator without its own
 	// ACL credentials.
 	Auth *CHAP
-	// ACLs restricts the target to the listed initiators; empty admits all.
+	// ACLs lists the initiators the target admits. Empty admits nobody,
+	// unless Auth is enabled (any initiator holding the target's CHAP
+	// secret) or OpenACL is set.
 	ACLs []ACL
+	// OpenACL admits any initiator when ACLs is empty: for labs only.
+	OpenACL bool
 	// Router returns the SCSI side for one initiator (its LUN map).
 	Router func(initiatorName string) scsi.Router
 	Op     Operational

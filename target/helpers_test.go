@@ -123,7 +123,7 @@ func startServer(t testing.TB, mod func(*Operational)) *testEnv {
 	if mod != nil {
 		mod(&op)
 	}
-	tg := &Target{Name: engineIQN, PortalGroupTag: 1, Op: op,
+	tg := &Target{Name: engineIQN, PortalGroupTag: 1, Op: op, OpenACL: true,
 		Router: func(string) scsi.Router { return r }}
 	s, err := NewServer(Config{Targets: []*Target{tg}})
 	if err != nil {

@@ -510,12 +510,14 @@ func (n *LoginNegotiator) identify(s LoginStep) *LoginError {
 	return nil
 }
 
-// matchACL finds the initiator's ACL entry. An empty list admits everyone.
-// iSCSI names compare case-insensitively (RFC 7143 4.2.7.2: names are
-// normalized to lower case).
+// matchACL finds the initiator's ACL entry. Access is denied by default:
+// an empty list admits an initiator only when the target requires its
+// own CHAP (whoever holds the secret) or was explicitly opened
+// (Target.OpenACL). iSCSI names compare case-insensitively (RFC 7143
+// 4.2.7.2: names are normalized to lower case).
 func matchACL(t *Target, initiator string) (*ACL, bool) {
 	if len(t.ACLs) == 0 {
-		return nil, true
+		return nil, t.OpenACL || t.Auth.Enabled()
 	}
 	for i := range t.ACLs {
 		if strings.EqualFold(t.ACLs[i].InitiatorName, initiator) {

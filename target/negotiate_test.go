@@ -31,7 +31,7 @@ func value(kvs []KeyValue, key string) (string, bool) {
 }
 
 func newTestTarget() *Target {
-	return &Target{Name: testIQN, Alias: "disk1", PortalGroupTag: 7, Op: DefaultOperational(),
+	return &Target{Name: testIQN, Alias: "disk1", PortalGroupTag: 7, Op: DefaultOperational(), OpenACL: true,
 		Portals: []Portal{{Address: "127.0.0.1:3260", PortalGroupTag: 7}}}
 }
 
@@ -241,6 +241,12 @@ func TestLoginRefusals(t *testing.T) {
 		tg.ACLs = []ACL{{InitiatorName: "iqn.other"}}
 		return tg
 	}
+	// Deny by default: no hosts, no target CHAP, not opened.
+	closedTarget := func() *Target {
+		tg := newTestTarget()
+		tg.OpenACL = false
+		return tg
+	}
 	sec := func(t bool, keys ...KeyValue) LoginStep {
 		return LoginStep{CSG: StageSecurity, NSG: StageOperational, Transit: t, Keys: keys}
 	}
@@ -259,6 +265,8 @@ func TestLoginRefusals(t *testing.T) {
 		{"long initiator name", newTestTarget, []LoginStep{op(pairs("InitiatorName=iqn."+strings.Repeat("a", 230), "TargetName="+testIQN)...)}, StatusInitiatorError},
 		{"unknown target", newTestTarget, []LoginStep{op(pairs("InitiatorName="+testInitiator, "TargetName=iqn.nope")...)}, StatusTargetNotFound},
 		{"acl refusal", aclTarget, []LoginStep{op(identity()...)}, StatusAuthorizationFailure},
+		{"target without hosts admits nobody", closedTarget, []LoginStep{op(identity()...)}, StatusAuthorizationFailure},
+		{"target without hosts, AuthMethod=None", closedTarget, []LoginStep{sec(true, identity("AuthMethod=None")...)}, StatusAuthorizationFailure},
 		{"bad session type", newTestTarget, []LoginStep{op(pairs("InitiatorName="+testInitiator, "SessionType=Bogus")...)}, StatusSessionTypeNotSupported},
 		{"chap required, None offered", chapTarget, []LoginStep{sec(true, identity("AuthMethod=None")...)}, StatusAuthenticationFailure},
 		{"chap required, security skipped", chapTarget, []LoginStep{op(identity()...)}, StatusAuthenticationFailure},

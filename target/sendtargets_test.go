@@ -8,11 +8,12 @@ import (
 )
 
 func TestSendTargets(t *testing.T) {
-	open := &Target{Name: "iqn.2024-01.io.rbdgw:open", Portals: []Portal{
+	open := &Target{Name: "iqn.2024-01.io.rbdgw:open", OpenACL: true, Portals: []Portal{
 		{Address: "127.0.0.1:3260", PortalGroupTag: 1}, {Address: "[::1]:3260", PortalGroupTag: 2}}}
 	restricted := &Target{Name: "iqn.2024-01.io.rbdgw:restricted", Portals: []Portal{{Address: "10.0.0.1:3260", PortalGroupTag: 1}},
 		ACLs: []ACL{{InitiatorName: "iqn.allowed"}}}
-	all := []*Target{open, restricted, nil}
+	closed := &Target{Name: "iqn.2024-01.io.rbdgw:closed", Portals: []Portal{{Address: "10.0.0.2:3260", PortalGroupTag: 1}}}
+	all := []*Target{open, restricted, closed, nil}
 	openKeys := pairs("TargetName=iqn.2024-01.io.rbdgw:open", "TargetAddress=127.0.0.1:3260,1", "TargetAddress=[::1]:3260,2")
 	restrictedKeys := pairs("TargetName=iqn.2024-01.io.rbdgw:restricted", "TargetAddress=10.0.0.1:3260,1")
 	tests := []struct {
@@ -25,6 +26,7 @@ func TestSendTargets(t *testing.T) {
 		{"by name", "iqn.someone", "iqn.2024-01.io.rbdgw:open", openKeys},
 		{"by name, not admitted", "iqn.someone", "iqn.2024-01.io.rbdgw:restricted", nil},
 		{"unknown name", "iqn.allowed", "iqn.nope", nil},
+		{"no hosts, no CHAP: listed to nobody", "iqn.allowed", "iqn.2024-01.io.rbdgw:closed", nil},
 		{"lower-case all is a name", "iqn.allowed", "all", nil},
 	}
 	for _, tc := range tests {
@@ -49,7 +51,7 @@ func TestSendTargetsListsEveryGateway(t *testing.T) {
 		"TargetAddress=192.0.2.1:3260,1", "TargetAddress=[2001:db8::1]:3260,1",
 		"TargetAddress=192.0.2.2:3260,2", "TargetAddress=gw3.example:3261,3")
 	for own, local := range map[uint16]string{1: "192.0.2.1", 2: "192.0.2.2", 3: "198.51.100.3"} {
-		tg := &Target{Name: "iqn.2024-01.io.rbdgw:ha", PortalGroupTag: own, Portals: portals}
+		tg := &Target{Name: "iqn.2024-01.io.rbdgw:ha", OpenACL: true, PortalGroupTag: own, Portals: portals}
 		if got := SendTargets([]*Target{tg}, "iqn.i", "All", netip.MustParseAddr(local)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("gateway %d: %v, want %v", own, got, want)
 		}
@@ -79,7 +81,7 @@ func TestSendTargetsWildcardPortal(t *testing.T) {
 			if tc.local != "" {
 				local = netip.MustParseAddr(tc.local)
 			}
-			tg := &Target{Name: "iqn.t", PortalGroupTag: 1, Portals: tc.portals}
+			tg := &Target{Name: "iqn.t", OpenACL: true, PortalGroupTag: 1, Portals: tc.portals}
 			var got []string
 			for _, kv := range SendTargets([]*Target{tg}, "iqn.i", "All", local) {
 				if kv.Key == "TargetAddress" {

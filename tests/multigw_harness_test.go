@@ -163,7 +163,7 @@ func freePortOn(host string) (int, error) {
 // 0..disks-1 of one target) and imports it with `rbdgw config import`;
 // it returns when the import committed.
 func (c *mgCluster) importConfig(disks int) (time.Time, error) {
-	cfg := mgConfig{Targets: []cfgTarget{{IQN: mgTarget}}}
+	cfg := mgConfig{Targets: []cfgTarget{{IQN: mgTarget, ACL: "open"}}}
 	for _, g := range c.gws {
 		cfg.Gateways = append(cfg.Gateways, mgConfigGateway{Name: g.name, Portals: []string{g.portal}})
 	}

@@ -32,7 +32,10 @@ type targetDef struct {
 	IQN   string
 	Size  int64 // LUN size in bytes
 	Auth  *chap
-	Hosts []hostACL // empty: any initiator
+	Hosts []hostACL // empty: any initiator, unless DenyByDefault
+	// DenyByDefault leaves a target without hosts and CHAP as rbdgw
+	// serves it by default (admitting nobody) instead of acl: open.
+	DenyByDefault bool
 	// ExtraLUNs adds LUNs 1..ExtraLUNs of the same size (rbdgw only).
 	ExtraLUNs int
 	// ReadOnly write-protects the LUN (rbdgw read_only, tgtd readonly=1).
@@ -152,6 +155,9 @@ type cfgTarget struct {
 	Auth  *cfgCHAP  `json:"auth,omitempty"`
 	Hosts []cfgHost `json:"hosts,omitempty"`
 	LUNs  []cfgLUN  `json:"luns"`
+	// ACL "open" admits any initiator to a target without hosts; the
+	// suites that test something else than access control use it.
+	ACL string `json:"acl,omitempty"`
 }
 type cfgDisk struct {
 	Name     string `json:"name"`
@@ -218,6 +224,9 @@ func (s *rbdgwServer) writeConfig(spec serverSpec) error {
 		}
 		for _, h := range td.Hosts {
 			ct.Hosts = append(ct.Hosts, cfgHost{IQN: h.IQN, Auth: toCfgCHAP(h.Auth), LUNs: h.LUNs})
+		}
+		if len(ct.Hosts) == 0 && ct.Auth == nil && !td.DenyByDefault {
+			ct.ACL = "open"
 		}
 		cfg.Targets = append(cfg.Targets, ct)
 	}
