@@ -107,4 +107,7 @@ type Config struct {
 	// DiscoveryAuth, when enabled, is required of discovery sessions.
 	DiscoveryAuth *CHAP
 	Logger        *slog.Logger
+	// Limits bounds what peers can make the Server hold; zero fields
+	// take the Default* values.
+	Limits Limits
 }

@@ -22,7 +22,6 @@ const (
 	maxImmediateTasks  = 64       // immediate commands in flight
 	maxLoginText       = 64 << 10 // joined login/text request bytes
 	maxTransferLength  = 64 << 20 // largest EDTL we buffer
-	loginTimeout       = 30 * time.Second
 	shutdownLogoutWait = 5 * time.Second
 	finalFlushTimeout  = 2 * time.Second
 	loginMaxSegment    = 8192 // RFC 7143 13.12: MaxRecvDataSegmentLength default, in force during login
@@ -67,8 +66,13 @@ type conn struct {
 	// Immutable.
 	srv  *Server
 	nc   net.Conn
+	src  string // the peer's IP address
 	log  *slog.Logger
 	pool *bufPool
+
+	// preLogin is set while the connection counts against its source's
+	// Limits.MaxPreLoginPerSource; guarded by srv.mu.
+	preLogin bool
 
 	// Channels into the serve loop, each commented with its sender.
 	readCh    chan readResult // written by readLoop; cap maxReadAhead
@@ -121,10 +125,11 @@ type conn struct {
 	shuttingDown bool
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(s *Server, nc net.Conn, src string) *conn {
 	c := &conn{
 		srv:       s,
 		nc:        nc,
+		src:       src,
 		log:       s.log.With("remote", nc.RemoteAddr().String()),
 		pool:      s.pool,
 		readCh:    make(chan readResult, maxReadAhead),
@@ -279,7 +284,7 @@ func (c *conn) loop() (err error) {
 		}
 	}()
 	c.lastRecv = time.Now()
-	loginTimer := time.NewTimer(loginTimeout)
+	loginTimer := time.NewTimer(c.srv.limits.LoginTimeout)
 	defer loginTimer.Stop()
 	var tick <-chan time.Time
 	for {
@@ -319,6 +324,7 @@ func (c *conn) loop() (err error) {
 		case <-loginTimer.C:
 			if !c.full {
 				countError("login_timeout")
+				c.srv.stats.loginTimeouts.Add(1)
 				return &ConnError{Reason: "login timed out"}
 			}
 		case <-c.wq.dead:

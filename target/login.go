@@ -173,6 +173,7 @@ func (c *conn) sendLoginChunk() error {
 			c.pr.hdrDigest, c.pr.dataDigest = c.params.HeaderDigest, c.params.DataDigest
 			c.pr.maxData = int(c.params.TargetMaxRecvDataSegmentLength)
 			c.full = true
+			c.srv.loggedIn(c)
 		}
 	}
 	c.push(it)
@@ -180,6 +181,7 @@ func (c *conn) sendLoginChunk() error {
 }
 
 func (c *conn) loginFail(e *LoginError) error {
+	c.srv.stats.loginRefusals.Add(1)
 	c.log.Info("iscsi login refused", "class", e.Class, "detail", e.Detail, "reason", e.Reason)
 	c.push(outItem{pdu: &LoginResp{
 		VersionMax: iscsiVersion, VersionActive: iscsiVersion,

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rbdgw/rbdgw/scsi"
@@ -18,17 +20,23 @@ import (
 // Router.
 type Server struct {
 	// Immutable after NewServer.
-	cfg  Config
-	log  *slog.Logger
-	pool *bufPool
+	cfg    Config
+	limits Limits // cfg.Limits with defaults
+	log    *slog.Logger
+	pool   *bufPool
+	warns  *logLimiter   // WARN lines about peers, one per source per interval
+	quit   chan struct{} // closed when the Server starts closing
 
 	targets atomic.Pointer[[]*Target] // replaced whole by SetTargets
+	stats   serverStats
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	preLogin  map[string]int // connections not in full feature phase, by source IP
 	sessions  map[sessionKey]*session
 	byTSIH    map[uint16]*session
+	byName    map[string]int // sessions by lower-cased initiator name
 	nextTSIH  uint16
 	closing   bool
 	wg        sync.WaitGroup // one per connection goroutine set
@@ -84,12 +92,17 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
+		limits:    cfg.Limits.withDefaults(),
 		log:       cfg.Logger,
 		pool:      newBufPool(),
+		warns:     newLogLimiter(logLimitEvery),
+		quit:      make(chan struct{}),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		preLogin:  map[string]int{},
 		sessions:  map[sessionKey]*session{},
 		byTSIH:    map[uint16]*session{},
+		byName:    map[string]int{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -123,7 +136,24 @@ func (s *Server) lookupTarget(name string) *Target {
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("target: server closed")
 
-// Serve accepts connections on l until Shutdown or Close.
+// Accept back-off: after a failed Accept the loop waits acceptBackoffMin,
+// doubling on each further failure up to acceptBackoffMax.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// Serve accepts connections on l until Shutdown or Close, or until l is
+// closed by someone else. A failed Accept never ends it otherwise: out of
+// file descriptors (EMFILE, ENFILE), of buffers (ENOBUFS, ENOMEM), a
+// connection aborted or reset before it was taken (ECONNABORTED,
+// ECONNRESET) all leave the listener usable, so Serve backs off and
+// accepts again, and logged-in sessions keep running meanwhile.
+//
+// Each accepted connection is admitted against Limits before anything is
+// read from it: beyond MaxConnections, or beyond MaxPreLoginPerSource
+// connections from its source address still logging in, it is closed at
+// once, counted and logged (one line per source per few seconds).
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -141,42 +171,165 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.isClosing() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			s.acceptFailed(l, err, backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.quit:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
 		}
 		backoff = 0
+		s.stats.accepted.Add(1)
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
+		src := sourceIP(nc.RemoteAddr())
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerClosed
 		}
-		c := newConn(s, nc)
+		if r := s.admitLocked(src); r != nil {
+			s.mu.Unlock()
+			nc.Close()
+			r.counter(&s.stats).Add(1)
+			s.warnLimited("refused "+r.token+" "+src, "iscsi connection refused", "reason", r.reason,
+				"source", nc.RemoteAddr().String(), "limit", r.limit)
+			continue
+		}
+		c := newConn(s, nc, src)
 		s.conns[c] = struct{}{}
+		s.preLogin[src]++
+		c.preLogin = true
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go c.serve()
 	}
 }
 
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// acceptFailed counts and logs (rate-limited) a failed Accept.
+func (s *Server) acceptFailed(l net.Listener, err error, backoff time.Duration) {
+	s.stats.acceptErrors.Add(1)
+	msg := "iscsi accept failed, backing off"
+	if !isTemporaryAcceptError(err) {
+		msg = "iscsi accept failed with an unexpected error, backing off"
+	}
+	s.warnLimited("accept "+l.Addr().String(), msg, "portal", l.Addr().String(), "err", err, "backoff", backoff)
+}
+
+// isTemporaryAcceptError reports errors that say nothing about the
+// listener itself: resources that come back as connections close, or one
+// connection that went away before it was accepted.
+func isTemporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusal is why a connection is closed at accept.
+type refusal struct {
+	token   string // countError token
+	reason  string
+	limit   int
+	counter func(*serverStats) *atomic.Uint64
+}
+
+var (
+	refuseMaxConns = refusal{token: "accept_max_connections", reason: "too many connections",
+		counter: func(st *serverStats) *atomic.Uint64 { return &st.refusedMaxConnections }}
+	refusePreLogin = refusal{token: "accept_prelogin_per_source", reason: "too many connections logging in from this address",
+		counter: func(st *serverStats) *atomic.Uint64 { return &st.refusedPreLoginPerSource }}
+)
+
+// admitLocked applies the connection caps to a new connection from src.
+func (s *Server) admitLocked(src string) *refusal {
+	var r refusal
+	switch {
+	case len(s.conns) >= s.limits.MaxConnections:
+		r, r.limit = refuseMaxConns, s.limits.MaxConnections
+	case s.preLogin[src] >= s.limits.MaxPreLoginPerSource:
+		r, r.limit = refusePreLogin, s.limits.MaxPreLoginPerSource
+	default:
+		return nil
+	}
+	countError(r.token)
+	return &r
+}
+
+// loggedIn is called by a connection's serve loop when it enters full
+// feature phase: it no longer counts against its source's pre-login cap.
+func (s *Server) loggedIn(c *conn) {
+	s.stats.logins.Add(1)
+	s.mu.Lock()
+	s.leavePreLoginLocked(c)
+	s.mu.Unlock()
+}
+
+func (s *Server) leavePreLoginLocked(c *conn) {
+	if !c.preLogin {
+		return
+	}
+	c.preLogin = false
+	if s.preLogin[c.src]--; s.preLogin[c.src] <= 0 {
+		delete(s.preLogin, c.src)
+	}
+}
+
+// warnLimited logs at WARN unless a line with the same key went out in
+// the last logLimitEvery; the next line that does go out says how many
+// were suppressed.
+func (s *Server) warnLimited(key, msg string, args ...any) {
+	ok, suppressed := s.warns.allow(key, time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	s.log.Warn(msg, args...)
+}
+
+// sourceIP is the address a connection comes from, without its port.
+func sourceIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
 // connGone is called by a connection's serve loop when it ends.
 func (s *Server) connGone(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.leavePreLoginLocked(c)
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -186,7 +339,7 @@ func (s *Server) connGone(c *conn) {
 // and sessions to close, until ctx ends; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	s.closeLocked()
 	for l := range s.listeners {
 		l.Close()
 	}
@@ -214,7 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // are cancelled and their results dropped.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	s.closing = true
+	s.closeLocked()
 	for l := range s.listeners {
 		l.Close()
 	}
@@ -223,6 +376,14 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// closeLocked marks the Server closing; Serve loops backing off wake up.
+func (s *Server) closeLocked() {
+	if !s.closing {
+		s.closing = true
+		close(s.quit)
+	}
 }
 
 // SetTargets replaces the served target set. Sessions logged in to a target
@@ -320,6 +481,20 @@ func (s *Server) bindSession(c *conn, p SessionParams, isid [6]byte) (*session, 
 	if cur := s.sessions[key]; cur != nil {
 		s.removeSessionLocked(cur)
 	}
+	name := strings.ToLower(p.InitiatorName)
+	if s.byName[name] >= s.limits.MaxSessionsPerInitiator {
+		s.stats.refusedSessionsPerInitiator.Add(1)
+		countError("login_sessions_per_initiator")
+		s.warnLimited("sessions "+name, "iscsi login refused: too many sessions for the initiator",
+			"initiator", p.InitiatorName, "source", c.nc.RemoteAddr().String(), "target", p.TargetName,
+			"limit", s.limits.MaxSessionsPerInitiator)
+		// RFC 7143 11.13.5: 0x0302 "Out of resources - The target has
+		// insufficient session, connection, or other resources". Not 0x0206
+		// "Too many connections", which counts the connections of one
+		// session; class 3 also tells the initiator it may retry later,
+		// once some of its sessions are gone.
+		return nil, ErrOutOfResources("too many sessions for " + p.InitiatorName)
+	}
 	se := &session{key: key, params: p, conn: c, remote: c.nc.RemoteAddr().String(), start: time.Now()}
 	for i := 0; i < 1<<16; i++ {
 		s.nextTSIH++
@@ -350,6 +525,7 @@ func (s *Server) bindSession(c *conn, p SessionParams, isid [6]byte) (*session, 
 	}
 	s.sessions[key] = se
 	s.byTSIH[se.tsih] = se
+	s.byName[name]++
 	return se, nil
 }
 
@@ -359,6 +535,10 @@ func (s *Server) removeSessionLocked(se *session) {
 	}
 	if s.byTSIH[se.tsih] == se {
 		delete(s.byTSIH, se.tsih)
+		name := strings.ToLower(se.key.initiator)
+		if s.byName[name]--; s.byName[name] <= 0 {
+			delete(s.byName, name)
+		}
 	}
 }
 

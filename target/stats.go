@@ -1,0 +1,60 @@
+package target
+
+import "sync/atomic"
+
+// Stats is a snapshot of a Server's counters, totals since NewServer, and
+// of its gauges, values now. Metrics read it through Server.Stats.
+type Stats struct {
+	// Connections.
+	Accepted     uint64 // connections accepted (admitted or not)
+	AcceptErrors uint64 // Accept failures the portal backed off from (EMFILE, ENFILE, ECONNABORTED...)
+	// Connections closed at accept because a cap was reached
+	// (Limits.MaxConnections, Limits.MaxPreLoginPerSource).
+	RefusedMaxConnections    uint64
+	RefusedPreLoginPerSource uint64
+	LoginTimeouts            uint64 // connections closed for not completing login in Limits.LoginTimeout
+
+	// Logins.
+	Logins        uint64 // logins that reached full feature phase
+	LoginRefusals uint64 // Login Responses with a non-zero status class
+	// Logins refused with 0x0302 for Limits.MaxSessionsPerInitiator.
+	RefusedSessionsPerInitiator uint64
+
+	// Gauges.
+	Connections         int64 // open connections
+	PreLoginConnections int64 // of which not yet in full feature phase
+	Sessions            int64 // sessions, normal and discovery
+}
+
+// serverStats holds the counters behind Stats; each is updated where its
+// event happens, without the Server's lock.
+type serverStats struct {
+	accepted, acceptErrors                          atomic.Uint64
+	refusedMaxConnections, refusedPreLoginPerSource atomic.Uint64
+	loginTimeouts                                   atomic.Uint64
+	logins, loginRefusals                           atomic.Uint64
+	refusedSessionsPerInitiator                     atomic.Uint64
+}
+
+// Stats returns the Server's counters and gauges.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	out := Stats{
+		Accepted:                    st.accepted.Load(),
+		AcceptErrors:                st.acceptErrors.Load(),
+		RefusedMaxConnections:       st.refusedMaxConnections.Load(),
+		RefusedPreLoginPerSource:    st.refusedPreLoginPerSource.Load(),
+		LoginTimeouts:               st.loginTimeouts.Load(),
+		Logins:                      st.logins.Load(),
+		LoginRefusals:               st.loginRefusals.Load(),
+		RefusedSessionsPerInitiator: st.refusedSessionsPerInitiator.Load(),
+	}
+	s.mu.Lock()
+	out.Connections = int64(len(s.conns))
+	for _, n := range s.preLogin {
+		out.PreLoginConnections += int64(n)
+	}
+	out.Sessions = int64(len(s.byTSIH))
+	s.mu.Unlock()
+	return out
+}
