@@ -8,8 +8,10 @@ package gwcli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +37,11 @@ type ClientOptions struct {
 	// Insecure skips verification altogether.
 	CACert   string
 	Insecure bool
-	Timeout  time.Duration
+	// Fingerprint pins the API's certificate by the SHA-256 of its DER
+	// (hex, colons allowed), as the gateway logs it for a certificate it
+	// generated: trust on first contact without copying a CA file.
+	Fingerprint string
+	Timeout     time.Duration
 }
 
 // NewClient checks the options and returns a client.
@@ -45,26 +51,65 @@ func NewClient(o ClientOptions) (*Client, error) {
 		return nil, &ArgError{Msg: fmt.Sprintf("API URL %q: want http(s)://host:port", o.URL)}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if o.CACert != "" || o.Insecure {
-		tc := &tls.Config{InsecureSkipVerify: o.Insecure}
-		if o.CACert != "" {
-			pem, err := os.ReadFile(o.CACert)
-			if err != nil {
-				return nil, &ArgError{Msg: fmt.Sprintf("CA certificate: %v", err)}
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, &ArgError{Msg: fmt.Sprintf("CA certificate %s: no PEM certificate in it", o.CACert)}
-			}
+	tc := &tls.Config{InsecureSkipVerify: true}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, &ArgError{Msg: fmt.Sprintf("CA certificate: %v", err)}
 		}
-		tr.TLSClientConfig = tc
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, &ArgError{Msg: fmt.Sprintf("CA certificate %s: no PEM certificate in it", o.CACert)}
+		}
 	}
+	pin := strings.ToLower(strings.ReplaceAll(o.Fingerprint, ":", ""))
+	if pin != "" && len(pin) != 64 {
+		return nil, &ArgError{Msg: fmt.Sprintf("fingerprint %q: want the 64 hex digits of a SHA-256", o.Fingerprint)}
+	}
+	// Verification is done here rather than by crypto/tls, so that a
+	// certificate this client does not trust is refused with its
+	// fingerprint: the admin compares it with the one the gateway logged
+	// and pins it (first contact with a self-signed gateway).
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		return verifyServer(cs, tc.RootCAs, pin, o.Insecure)
+	}
+	tr.TLSClientConfig = tc
 	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = 90 * time.Second // image operations may take a while
 	}
 	return &Client{Base: strings.TrimRight(o.URL, "/") + "/api/v1", User: o.User, Pass: o.Password,
 		HTTP: &http.Client{Transport: tr, Timeout: timeout}}, nil
+}
+
+// verifyServer checks the API's certificate chain and name against roots
+// (the system's when nil), or its fingerprint against pin when one is
+// given; insecure accepts anything.
+func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, pin string, insecure bool) error {
+	if insecure {
+		return nil
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the API presented no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	fp := hex.EncodeToString(sum[:])
+	if pin != "" {
+		if fp != pin {
+			return fmt.Errorf("the API's certificate has SHA-256 fingerprint %s, not the pinned %s", fp, pin)
+		}
+		return nil
+	}
+	opts := x509.VerifyOptions{Roots: roots, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := leaf.Verify(opts); err != nil {
+		return fmt.Errorf("%w; the certificate's SHA-256 fingerprint is %s: if it is the one the gateway logged, "+
+			"pass --fingerprint %s (or --ca-cert with the gateway's <data-dir>/api-tls/api.crt)", err, fp, fp)
+	}
+	return nil
 }
 
 // APIError is a refusal from the API (exit code 1).

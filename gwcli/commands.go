@@ -1,6 +1,7 @@
 package gwcli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -243,10 +244,18 @@ func globalCommands() []*Command {
 		{Name: "bookmarks", Help: "list bookmarks; add <name> [path] or delete <name>", Pos: []Param{
 			{Name: "action", Values: fixed("add", "delete"), Strict: true}, {Name: "name", Values: bookmarkNames}, pathParam},
 			Run: runBookmarks},
-		{Name: "export", Help: "write the whole configuration as JSON (stdout, or file=)", Keys: []Param{{Name: "file"}}, Kinds: []Kind{KindRoot},
+		{Name: "export", Help: "write the whole configuration as JSON (stdout, or file=); passwords show as <redacted> unless secrets=true",
+			Keys:  []Param{{Name: "file"}, {Name: "secrets", Values: fixed("true", "false"), Strict: true, Help: "true: include the CHAP secrets in clear (for import elsewhere)"}},
+			Kinds: []Kind{KindRoot},
 			Run: func(x *Scope, n *Node, a Args) error {
+				path := "/config"
+				if a["secrets"] == "true" {
+					// Said on stderr, so a redirected export is still clean JSON.
+					fmt.Fprintln(cmp.Or(x.Err, x.Out), "warning: this export holds every CHAP secret in clear; keep it like a password file")
+					path += "?secrets=true"
+				}
 				var raw json.RawMessage
-				if err := x.Client.Do(x.Ctx, http.MethodGet, "/config", nil, &raw); err != nil {
+				if err := x.Client.Do(x.Ctx, http.MethodGet, path, nil, &raw); err != nil {
 					return err
 				}
 				if a["file"] == "" {

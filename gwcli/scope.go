@@ -19,6 +19,8 @@ type Scope struct {
 	Ctx    context.Context
 	Client *Client
 	Out    io.Writer
+	// Err gets warnings that must not mix with Out (nil: Out).
+	Err io.Writer
 	// JSON prints the API's answers as JSON instead of text.
 	JSON bool
 	// Shell is true in the interactive shell (a bare path changes

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"net"
@@ -24,20 +26,34 @@ const (
 
 // startAPI serves the real API on 127.0.0.1 over an in-memory store and
 // points HOME at a fresh directory (settings, history, bookmarks).
+// With users nil the API has one account, which the environment names
+// (the API never serves without credentials).
 func startAPI(t *testing.T, users map[string]string) (url string, store config.Store) {
 	t.Helper()
 	store = config.NewMemStore(config.Config{})
-	a, err := api.New(api.Options{Store: store, Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a)
+	srv := httptest.NewServer(newAPI(t, store, users))
 	t.Cleanup(srv.Close)
+	return srv.URL, store
+}
+
+// newAPI builds the API and sets HOME and the environment as startAPI
+// describes.
+func newAPI(t *testing.T, store config.Store, users map[string]string) *api.API {
+	t.Helper()
 	t.Setenv("HOME", t.TempDir())
 	for _, k := range []string{envURL, envUser, envPassword} {
 		t.Setenv(k, "")
 	}
-	return srv.URL, store
+	if users == nil {
+		users = map[string]string{"admin": "gwcli-test-pw"}
+		t.Setenv(envUser, "admin")
+		t.Setenv(envPassword, "gwcli-test-pw")
+	}
+	a, err := api.New(api.Options{Store: store, Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func gw(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -162,7 +178,15 @@ func TestExportImport(t *testing.T) {
 	run(0, "/iscsi-targets", "create", tIQN)
 	run(0, "/iscsi-targets", "discovery_auth", "username=discoveryuser", "password=Disc0verySecret")
 	exported := filepath.Join(dir, "export.json")
-	run(0, "export", "file="+exported)
+	if out := run(0, "export", "file="+exported); strings.Contains(out, "in clear") {
+		t.Fatalf("a plain export warns of secrets: %s", out)
+	}
+	if raw, _ := os.ReadFile(exported); strings.Contains(string(raw), "Disc0verySecret") {
+		t.Fatalf("a plain export holds a secret: %s", raw)
+	}
+	if out := run(0, "export", "secrets=true", "file="+exported); !strings.Contains(out, "CHAP secret in clear") {
+		t.Fatalf("an export with secrets does not say so: %s", out)
+	}
 	want, _, _ := store.Get(context.Background())
 	run(0, "/iscsi-targets", "delete", tIQN)
 	run(0, "/iscsi-targets", "discovery_auth", "nochap")
@@ -219,13 +243,8 @@ func TestPipedShell(t *testing.T) {
 // TestTLS: an https API with a self-signed certificate is reached with
 // --ca-cert (or --insecure); without either the certificate is refused.
 func TestTLS(t *testing.T) {
-	a, err := api.New(api.Options{Store: config.NewMemStore(config.Config{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(a)
+	srv := httptest.NewTLSServer(newAPI(t, config.NewMemStore(config.Config{}), nil))
 	defer srv.Close()
-	t.Setenv("HOME", t.TempDir())
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
 	if code, out, errOut := gw(t, "", "--url", srv.URL, "--ca-cert", ca, "ls"); code != 0 || !strings.Contains(out, "o- iscsi-targets") {
@@ -234,8 +253,17 @@ func TestTLS(t *testing.T) {
 	if code, _, errOut := gw(t, "", "--url", srv.URL, "--insecure", "ls"); code != 0 {
 		t.Fatalf("--insecure: %d %s", code, errOut)
 	}
-	if code, _, errOut := gw(t, "", "--url", srv.URL, "ls"); code != gwcli.ExitUnreachable || !strings.Contains(errOut, "certificate") {
-		t.Fatalf("untrusted certificate: %d %s", code, errOut)
+	sum := sha256.Sum256(srv.Certificate().Raw)
+	fp := hex.EncodeToString(sum[:])
+	if code, _, errOut := gw(t, "", "--url", srv.URL, "ls"); code != gwcli.ExitUnreachable || !strings.Contains(errOut, "certificate") || !strings.Contains(errOut, fp) {
+		t.Fatalf("untrusted certificate (the refusal must show its fingerprint %s): %d %s", fp, code, errOut)
+	}
+	if code, out, errOut := gw(t, "", "--url", srv.URL, "--fingerprint", fp, "ls"); code != 0 || !strings.Contains(out, "o- iscsi-targets") {
+		t.Fatalf("--fingerprint: %d %s %s", code, out, errOut)
+	}
+	other := strings.Repeat("ab", 32)
+	if code, _, errOut := gw(t, "", "--url", srv.URL, "--fingerprint", other, "ls"); code != gwcli.ExitUnreachable || !strings.Contains(errOut, "pinned") {
+		t.Fatalf("wrong pin: %d %s", code, errOut)
 	}
 	if code, _, _ := gw(t, "", "--url", srv.URL, "--ca-cert", filepath.Join(t.TempDir(), "none.pem"), "ls"); code != gwcli.ExitBadArgs {
 		t.Fatalf("missing CA file: %d", code)

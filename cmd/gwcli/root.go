@@ -34,17 +34,18 @@ const (
 
 // Settings is ~/.gwcli.yaml.
 type Settings struct {
-	URL      string `yaml:"url"`
-	User     string `yaml:"user"`
-	Password string `yaml:"password"`
-	CACert   string `yaml:"ca_cert"`
-	Insecure bool   `yaml:"insecure"`
+	URL         string `yaml:"url"`
+	User        string `yaml:"user"`
+	Password    string `yaml:"password"`
+	CACert      string `yaml:"ca_cert"`
+	Fingerprint string `yaml:"fingerprint"`
+	Insecure    bool   `yaml:"insecure"`
 }
 
 // Options are gwcli's flags.
 type Options struct {
-	URL, User, Password, CACert string
-	Insecure, JSON              bool
+	URL, User, Password, CACert, Fingerprint string
+	Insecure, JSON                           bool
 	// Config is the settings file (default ~/.gwcli.yaml).
 	Config string
 
@@ -78,7 +79,7 @@ arguments, 3 the API could not be reached.
 
 The API address and credentials come from the flags, else
 $RBDGW_API_URL, $RBDGW_API_USER, $RBDGW_API_PASSWORD, else ~/.gwcli.yaml
-(url, user, password, ca_cert, insecure), else http://127.0.0.1:5000.`,
+(url, user, password, ca_cert, fingerprint, insecure), else http://127.0.0.1:5000.`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -101,6 +102,7 @@ $RBDGW_API_URL, $RBDGW_API_USER, $RBDGW_API_PASSWORD, else ~/.gwcli.yaml
 	f.StringVarP(&o.User, "user", "u", "", "API user (default $"+envUser+")")
 	f.StringVarP(&o.Password, "password", "p", "", "API password (default $"+envPassword+")")
 	f.StringVar(&o.CACert, "ca-cert", "", "PEM CA certificate to trust for an https API")
+	f.StringVar(&o.Fingerprint, "fingerprint", "", "trust an https API whose certificate has this SHA-256 fingerprint (the gateway logs it)")
 	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the API's TLS certificate")
 	f.BoolVar(&o.JSON, "json", false, "print results as JSON")
 	f.StringVar(&o.Config, "config", "", "settings file (default ~/"+settingsFile+")")
@@ -140,11 +142,12 @@ func (o *Options) Complete() error {
 		return def
 	}
 	c, err := gwcli.NewClient(gwcli.ClientOptions{
-		URL:      pick(o.URL, envURL, s.URL, defaultURL),
-		User:     pick(o.User, envUser, s.User, ""),
-		Password: pick(o.Password, envPassword, s.Password, ""),
-		CACert:   pick(o.CACert, "", s.CACert, ""),
-		Insecure: o.Insecure || s.Insecure,
+		URL:         pick(o.URL, envURL, s.URL, defaultURL),
+		User:        pick(o.User, envUser, s.User, ""),
+		Password:    pick(o.Password, envPassword, s.Password, ""),
+		CACert:      pick(o.CACert, "", s.CACert, ""),
+		Fingerprint: pick(o.Fingerprint, "", s.Fingerprint, ""),
+		Insecure:    o.Insecure || s.Insecure,
 	})
 	if err != nil {
 		return err
@@ -160,7 +163,7 @@ func (o *Options) Run(ctx context.Context, args []string) error {
 		s = &Session{Cwd: "/"}
 		s.Home, _ = os.UserHomeDir()
 	}
-	x := &gwcli.Scope{Ctx: ctx, Client: o.client, Out: o.streams.Out, JSON: o.JSON, Shell: o.session != nil}
+	x := &gwcli.Scope{Ctx: ctx, Client: o.client, Out: o.streams.Out, Err: o.streams.ErrOut, JSON: o.JSON, Shell: o.session != nil}
 	if s.Home != "" {
 		x.BookmarksFile = filepath.Join(s.Home, bookmarkFile)
 	}

@@ -25,7 +25,7 @@ func runShell(ctx context.Context, o *Options) error {
 	s.Home, _ = os.UserHomeDir()
 	// One load up front: an unreachable API is reported at once (exit 3),
 	// and completion has a tree from the first key.
-	x := &gwcli.Scope{Ctx: ctx, Client: o.client, Out: o.streams.Out}
+	x := &gwcli.Scope{Ctx: ctx, Client: o.client, Out: o.streams.Out, Err: o.streams.ErrOut}
 	if err := x.Load("/", false); err != nil {
 		return err
 	}

@@ -28,8 +28,12 @@ type APIOptions struct {
 	flags *pflag.FlagSet // to tell a default address from a chosen one
 }
 
-// DefaultAPIAddr is the API's listen address.
-var DefaultAPIAddr = fmt.Sprintf(":%d", api.DefaultPort)
+// DefaultAPIAddr is the API's listen address: loopback, so that a
+// gateway started without thought is not managed from the network.
+var DefaultAPIAddr = fmt.Sprintf("127.0.0.1:%d", api.DefaultPort)
+
+// defaultAPIUser is the account generated when no --api-user is given.
+const defaultAPIUser = "admin"
 
 // envAPIPassword lets the password stay off the command line (ps shows
 // arguments to every user).
@@ -38,15 +42,16 @@ const envAPIPassword = "RBDGW_API_PASSWORD"
 // AddFlags binds the API flags.
 func (o *APIOptions) AddFlags(f *pflag.FlagSet) {
 	o.Addr, o.flags = DefaultAPIAddr, f
-	f.StringVar(&o.Addr, "api-addr", o.Addr, `management API host:port ("" turns it off)`)
-	f.StringVar(&o.User, "api-user", "", "API basic-auth user (with --api-password or $"+envAPIPassword+")")
+	f.StringVar(&o.Addr, "api-addr", o.Addr, `management API host:port ("" turns it off); off loopback it serves HTTPS only`)
+	f.StringVar(&o.User, "api-user", "", "API basic-auth user (with --api-password or $"+envAPIPassword+"); default "+defaultAPIUser+" with a password generated into <data-dir>/"+apiPasswordFile)
 	f.StringVar(&o.Password, "api-password", "", "API basic-auth password (prefer $"+envAPIPassword+")")
-	f.StringVar(&o.Cert, "api-cert", "", "PEM certificate: serve the API over HTTPS (with --api-key)")
+	f.StringVar(&o.Cert, "api-cert", "", "PEM certificate: serve the API over HTTPS (with --api-key); off loopback without one a self-signed pair is generated in <data-dir>/"+apiTLSDir)
 	f.StringVar(&o.Key, "api-key", "", "PEM private key of --api-cert")
 	f.StringSliceVar(&o.TrustedIPs, "api-trusted-ips", nil, "client addresses or CIDRs allowed to use the API (default loopback only)")
 }
 
-// options checks the flags and turns them into api.Options.
+// options checks the flags and turns them into api.Options (Users still
+// empty when no --api-user is given: Start generates the account).
 func (o *APIOptions) options() (api.Options, error) {
 	var opts api.Options
 	if o.Password == "" {
@@ -101,7 +106,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // operations use librbd when the binary has it and the configuration
 // names a Ceph cluster. It returns once the API listens; a later failure
 // is logged. With --api-addr "" it does nothing.
-func (o *APIOptions) Start(ctx context.Context, store config.Store, log *slog.Logger) error {
+func (o *APIOptions) Start(ctx context.Context, store config.Store, dataDir string, log *slog.Logger) error {
 	if o.Addr == "" {
 		return nil
 	}
@@ -110,7 +115,21 @@ func (o *APIOptions) Start(ctx context.Context, store config.Store, log *slog.Lo
 		return err
 	}
 	if len(opts.Users) == 0 {
-		log.Warn("management API without authentication: anyone on a trusted address may change the configuration; set --api-user")
+		pw, path, err := apiPassword(dataDir)
+		if err != nil {
+			return withCode(ExitStart, err)
+		}
+		opts.Users = map[string]string{defaultAPIUser: pw}
+		log.Info("management API credentials: user "+defaultAPIUser+", password in "+path, "user", defaultAPIUser, "password_file", path)
+	}
+	if opts.TLSCert == "" && !loopbackAddr(o.Addr) {
+		cert, key, fp, err := apiSelfSigned(dataDir)
+		if err != nil {
+			return withCode(ExitStart, err)
+		}
+		opts.TLSCert, opts.TLSKey = cert, key
+		log.Info("management API serves HTTPS off loopback with a self-signed certificate; check its fingerprint on first contact",
+			"cert", cert, "sha256", fp)
 	}
 	opts.Store, opts.Logger = store, log.With("component", "api")
 	images, closeImages, err := imageService(ctx, store)

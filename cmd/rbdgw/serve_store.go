@@ -64,7 +64,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 	// gateway shuts down.
 	rctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := o.API.Start(rctx, s, log); err != nil {
+	if err := o.API.Start(rctx, s, o.DataDir, log); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup

@@ -1,5 +1,5 @@
 // Package api is the gateway's management REST API: JSON over HTTP(S),
-// basic auth, a trusted IP list. It is the only writer of the cluster
+// basic auth always, TLS off loopback, a trusted IP list. It is the only writer of the cluster
 // configuration: every write is one config.Store Update, so validation is
 // config's and a refused change writes nothing. gwcli and any automation
 // are its clients; docs/api.md lists the resources.
@@ -15,8 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"mime"
 	"net/netip"
+	"strings"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/rbdgw/rbdgw/config"
 )
@@ -27,6 +31,19 @@ const DefaultPort = 5000
 // maxBody caps a request body: the largest is a whole configuration
 // (PUT /config), a few MB even with thousands of LUNs.
 const maxBody = 16 << 20
+
+// Bounds on what one client can hold of the server: a slow or idle
+// client must not keep a connection (or a goroutine and its buffers)
+// forever, nor may many of them exhaust the process's descriptors.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second // a whole 16 MiB body at a slow link
+	writeTimeout      = 5 * time.Minute  // image operations may take minutes
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	// MaxConnections caps the API's open connections.
+	MaxConnections = 128
+)
 
 // Options inject everything the API works with.
 type Options struct {
@@ -40,14 +57,15 @@ type Options struct {
 	// nil gives a minimal answer.
 	Health  func(context.Context) any
 	SysInfo func(context.Context) any
-	// Users are the basic-auth accounts (user -> password). Empty turns
-	// authentication off (a trusted-IP-only setup, such as tests).
+	// Users are the basic-auth accounts (user -> password); required: the
+	// API never serves without credentials.
 	Users map[string]string
 	// TrustedIPs are the client networks allowed in; others get 403.
 	// Empty means loopback only, so an API started without thought is
 	// not open to the network.
 	TrustedIPs []netip.Prefix
-	// TLSCert and TLSKey are PEM files; both empty serves plain HTTP.
+	// TLSCert and TLSKey are PEM files; both empty serves plain HTTP,
+	// which Serve allows only on a loopback address.
 	TLSCert, TLSKey string
 	// Logger gets one line per write and every server-side failure.
 	Logger *slog.Logger
@@ -72,6 +90,9 @@ func New(o Options) (*API, error) {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("api: TLS needs both a certificate and a key")
 	}
+	if len(o.Users) == 0 {
+		return nil, errors.New("api: refusing to serve without credentials (no API user)")
+	}
 	for u, p := range o.Users {
 		if u == "" || p == "" {
 			return nil, errors.New("api: an API user needs a name and a password")
@@ -95,9 +116,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusForbidden, Msg: "client address " + r.RemoteAddr + " is not in the trusted IP list"})
 		return
 	}
-	if len(a.opts.Users) > 0 && !a.authorized(r) {
+	if !a.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="rbdgw"`)
 		writeError(w, &Error{Status: http.StatusUnauthorized, Msg: "basic auth credentials missing or wrong"})
+		return
+	}
+	if err := sameOrigin(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := jsonBody(r); err != nil {
+		writeError(w, err)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
@@ -116,6 +145,44 @@ func (a *API) trustedAddr(remote string) bool {
 		}
 	}
 	return false
+}
+
+// sameOrigin refuses a request a browser sent on behalf of another site
+// (cross-site request forgery: a page on the admin's desk posting to the
+// API with the browser's cached basic-auth credentials). Browsers name
+// the page's origin in Origin and, lately, Sec-Fetch-Site; tools such as
+// gwcli and curl send neither.
+func sameOrigin(r *http.Request) *Error {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return &Error{Status: http.StatusForbidden, Msg: "cross-origin request refused (Sec-Fetch-Site: " + site + ")"}
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	if !strings.EqualFold(origin, scheme+r.Host) {
+		return &Error{Status: http.StatusForbidden, Msg: "cross-origin request refused (Origin " + origin + ")"}
+	}
+	return nil
+}
+
+// jsonBody refuses a request body that is not declared JSON. A browser
+// sends text/plain, form and multipart bodies cross-site without asking
+// the server first (no CORS preflight); requiring application/json takes
+// that path away and keeps every body on one decoder.
+func jsonBody(r *http.Request) *Error {
+	if r.ContentLength == 0 && r.Header.Get("Transfer-Encoding") == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return &Error{Status: http.StatusUnsupportedMediaType, Msg: "request bodies must be JSON (Content-Type: application/json)"}
+	}
+	return nil
 }
 
 func (a *API) authorized(r *http.Request) bool {
@@ -143,10 +210,21 @@ func (a *API) Serve(ctx context.Context, addr string, ready func(net.Addr)) erro
 }
 
 // ServeListener serves on an open listener (closing it at the end).
+// Without TLS it serves only on a loopback address: credentials and CHAP
+// secrets must not cross a network in clear.
 func (a *API) ServeListener(ctx context.Context, ln net.Listener, ready func(net.Addr)) error {
+	if a.opts.TLSCert == "" && !isLoopback(ln.Addr()) {
+		ln.Close()
+		return fmt.Errorf("api: plain HTTP on %s, which is not a loopback address: give a TLS certificate", ln.Addr())
+	}
+	ln = netutil.LimitListener(ln, MaxConnections)
 	srv := &http.Server{
 		Handler:           a,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
@@ -162,7 +240,7 @@ func (a *API) ServeListener(ctx context.Context, ln net.Listener, ready func(net
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	a.log.Info("management API listening", "addr", ln.Addr().String(), "tls", a.opts.TLSCert != "", "auth", len(a.opts.Users) > 0)
+	a.log.Info("management API listening", "addr", ln.Addr().String(), "tls", a.opts.TLSCert != "")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -177,4 +255,10 @@ func (a *API) ServeListener(ctx context.Context, ln net.Listener, ready func(net
 	}
 	<-errc
 	return nil
+}
+
+// isLoopback reports whether a listener's address is a loopback one.
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -37,6 +38,9 @@ func (c *client) do(method, path string, in any) (int, map[string]any) {
 		body = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, c.base+prefix+path, body)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.user != "" {
 		req.SetBasicAuth(c.user, c.pass)
 	}
@@ -80,13 +84,19 @@ type testEnv struct {
 	srv   *httptest.Server
 }
 
+// The credentials start gives an API whose test names none.
+const testUser, testPassword = "admin", "test-password"
+
 func (e *testEnv) client(t testing.TB) *client {
-	return &client{t: t, base: e.srv.URL, http: e.srv.Client()}
+	return &client{t: t, base: e.srv.URL, http: e.srv.Client(), user: testUser, pass: testPassword}
 }
 
 func start(t testing.TB, store config.Store, o Options) *testEnv {
 	t.Helper()
 	o.Store = store
+	if o.Users == nil {
+		o.Users = map[string]string{testUser: testPassword}
+	}
 	a, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +117,7 @@ func stores(initial config.Config) map[string]func(t *testing.T) config.Store {
 func TestAuthTrustedIPsAndErrors(t *testing.T) {
 	e := start(t, config.NewMemStore(baseConfig()), Options{Users: map[string]string{"admin": "s3cret"}})
 	c := e.client(t)
+	c.user, c.pass = "", ""
 	if code, out := c.do("GET", "/config", nil); code != http.StatusUnauthorized || out["error"] == nil {
 		t.Fatalf("no credentials: %d %v", code, out)
 	}
@@ -236,7 +247,7 @@ func TestDocumentationFlow(t *testing.T) {
 			c.must(200, "POST", tp+"/host-groups/g1/hosts", map[string]any{"iqn": other})
 
 			var cfg config.Config
-			raw, _ := json.Marshal(c.must(200, "GET", "/config", nil))
+			raw, _ := json.Marshal(c.must(200, "GET", "/config?secrets=true", nil))
 			if err := json.Unmarshal(raw, &cfg); err != nil {
 				t.Fatal(err)
 			}
@@ -308,11 +319,116 @@ func TestExportImportRoundTrip(t *testing.T) {
 	c := start(t, config.NewMemStore(baseConfig()), Options{}).client(t)
 	c.must(201, "POST", "/targets", map[string]any{"iqn": tIQN})
 	c.must(200, "PUT", "/discovery-auth", map[string]any{"username": "discover1", "password": "discoverpass"})
-	exported := c.must(200, "GET", "/config", nil)
+	exported := c.must(200, "GET", "/config?secrets=true", nil)
 	c.must(200, "DELETE", "/targets/"+tIQN, nil)
 	c.must(200, "PUT", "/config", exported)
-	again := c.must(200, "GET", "/config", nil)
+	again := c.must(200, "GET", "/config?secrets=true", nil)
 	if fmt.Sprint(again) != fmt.Sprint(exported) {
 		t.Fatalf("import of the export differs:\n%v\n%v", exported, again)
 	}
 }
+
+// No GET returns a secret unless the admin asks for it by name: every
+// read of the configuration, its targets, hosts and discovery auth shows
+// passwords as <redacted>; GET /config?secrets=true is the export.
+func TestNoSecretInAnyGET(t *testing.T) {
+	const hostPass, discPass, tgtPass = "hostpassword1", "discoverpass", "targetpass12"
+	e := start(t, config.NewMemStore(baseConfig()), Options{})
+	c := e.client(t)
+	c.must(201, "POST", "/targets", map[string]any{"iqn": tIQN})
+	c.must(200, "PUT", "/discovery-auth", map[string]any{"username": "discover1", "password": discPass})
+	c.must(200, "PUT", "/targets/"+tIQN+"/auth", map[string]any{"username": "target01", "password": tgtPass})
+	c.must(201, "POST", "/targets/"+tIQN+"/hosts", map[string]any{"iqn": hIQN})
+	c.must(200, "PUT", "/targets/"+tIQN+"/hosts/"+hIQN+"/auth", map[string]any{"username": "host0001", "password": hostPass})
+	for _, path := range []string{"/config", "/discovery-auth", "/targets", "/targets/" + tIQN,
+		"/targets/" + tIQN + "/hosts", "/targets/" + tIQN + "/hosts/" + hIQN, "/disks", "/health", "/cluster"} {
+		code, out := c.do("GET", path, nil)
+		body := fmt.Sprint(out)
+		if code == http.StatusOK && (strings.Contains(body, hostPass) || strings.Contains(body, discPass) || strings.Contains(body, tgtPass)) {
+			t.Errorf("GET %s shows a secret: %s", path, body)
+		}
+	}
+	raw, _ := json.Marshal(c.must(200, "GET", "/config?secrets=true", nil))
+	for _, s := range []string{hostPass, discPass, tgtPass} {
+		if !strings.Contains(string(raw), s) {
+			t.Errorf("the explicit export lacks a secret: %s", raw)
+		}
+	}
+}
+
+// Requests a browser could be made to send from another site are
+// refused: a body that is not JSON (text/plain and forms need no CORS
+// preflight) and a foreign Origin or Sec-Fetch-Site.
+func TestCrossSiteRequestsRefused(t *testing.T) {
+	e := start(t, config.NewMemStore(baseConfig()), Options{})
+	send := func(ctype string, header map[string]string) int {
+		req, _ := http.NewRequest("POST", e.srv.URL+prefix+"/targets", strings.NewReader(`{"iqn":"`+tIQN+`"}`))
+		req.SetBasicAuth(testUser, testPassword)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for name, tc := range map[string]struct {
+		ctype  string
+		header map[string]string
+		want   int
+	}{
+		"text/plain":          {"text/plain", nil, http.StatusUnsupportedMediaType},
+		"form":                {"application/x-www-form-urlencoded", nil, http.StatusUnsupportedMediaType},
+		"no content type":     {"", nil, http.StatusUnsupportedMediaType},
+		"foreign origin":      {"application/json", map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+		"cross-site fetch":    {"application/json", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		"same-site subdomain": {"application/json", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+	} {
+		if got := send(tc.ctype, tc.header); got != tc.want {
+			t.Errorf("%s: status %d, want %d", name, got, tc.want)
+		}
+	}
+	c, _, err := e.store.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets) != 0 {
+		t.Fatalf("a refused request wrote a target: %+v", c.Targets)
+	}
+	// The same request from the API's own origin (or a tool) goes through.
+	if got := send("application/json; charset=utf-8", map[string]string{"Origin": e.srv.URL}); got != http.StatusCreated {
+		t.Fatalf("same-origin JSON: status %d", got)
+	}
+}
+
+// The API refuses to start without credentials, and serves plain HTTP
+// only on loopback.
+func TestNeverServesOpen(t *testing.T) {
+	if _, err := New(Options{Store: config.NewMemStore(baseConfig())}); err == nil {
+		t.Fatal("an API without users was built")
+	}
+	a, err := New(Options{Store: config.NewMemStore(baseConfig()), Users: map[string]string{"admin": "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A listener whose address is not loopback, as Serve would see it.
+	if err := a.ServeListener(context.Background(), fakeAddrListener{ln, &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 5000}}, nil); err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Fatalf("plain HTTP off loopback: %v", err)
+	}
+}
+
+type fakeAddrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l fakeAddrListener) Addr() net.Addr { return l.addr }
