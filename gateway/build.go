@@ -154,26 +154,6 @@ func (g *Gateway) openBackend(d *config.Disk, stall time.Duration) (scsi.Backend
 }
 
 // openFile opens (creating or growing) a file image.
-func (g *Gateway) openFile(d *config.Disk, bk config.Backend) (scsi.Backend, error) {
-	path := g.filePath(bk)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	// In a cluster every gateway on the machine keeps the file open; the
-	// owner's ha.FileImage holds the flock instead.
-	return rbdlun.OpenFile(path, int64(d.Size), rbdlun.FileOptions{ReadOnly: d.ReadOnly, NoLock: g.ha != nil})
-}
-
-// filePath is where a file: disk's image lives.
-func (g *Gateway) filePath(bk config.Backend) string {
-	if filepath.IsAbs(bk.Path) {
-		return bk.Path
-	}
-	// Relative image paths live under the data dir, so a config file can
-	// be moved with its data.
-	return filepath.Join(g.cfg.DataDir, bk.Path)
-}
-
 // imageLock is how a disk's image is handed between gateways: the file's
 // flock and the lease for file: disks, the RBD exclusive lock and
 // blocklisting for rbd: disks.
@@ -183,7 +163,11 @@ func (g *Gateway) imageLock(d *config.Disk, be scsi.Backend) (ha.ImageLock, erro
 		return nil, err
 	}
 	if bk.Kind == config.BackendFile {
-		return &ha.FileImage{Path: g.filePath(bk), Backend: be}, nil
+		path, err := g.imagePath(bk)
+		if err != nil {
+			return nil, err
+		}
+		return &ha.FileImage{Path: path, Backend: be}, nil
 	}
 	lock, ok := findBackend[ha.ImageLock](be)
 	if !ok {

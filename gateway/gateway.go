@@ -40,6 +40,9 @@ type Config struct {
 	// WrapBackend, when set, wraps each disk's backend (outermost), for
 	// tests that inject faults (rbdlun.WithFaults) end to end.
 	WrapBackend func(disk string, b scsi.Backend) scsi.Backend
+	// ImageRoots are the directories file: disks may live in (relative
+	// paths under the first); empty: <data_dir>/images.
+	ImageRoots []string
 	// Cluster, when set and the configuration lists gateways, is this
 	// gateway's membership of the cluster (ha.Join): every LU is owned by
 	// one gateway at a time and reached through ALUA port groups, and
@@ -62,6 +65,8 @@ type Gateway struct {
 	stall   time.Duration
 	wrapBE  func(disk string, b scsi.Backend) scsi.Backend
 	prs     scsi.PRStore
+	// imageRoots are the only directories file: images are opened in.
+	imageRoots []string
 	// ceph is the Ceph cluster connection of rbd: disks (rbd.go); it
 	// guards itself.
 	ceph cephLink
@@ -132,6 +137,9 @@ func Start(cfg Config) (g *Gateway, err error) {
 		}
 	}
 
+	if g.imageRoots, err = config.ImageRoots(cfg.ImageRoots, c.DataDir); err != nil {
+		return g, err
+	}
 	g.wrapBE = cfg.WrapBackend
 	g.stall = cfg.StallThreshold
 	if g.stall == 0 {

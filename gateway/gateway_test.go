@@ -24,11 +24,11 @@ func testConfig(t *testing.T) config.Config {
 	c.Portals = []string{"127.0.0.1:0"}
 	c.Disks = []config.Disk{
 		config.NewDisk("d0", "file:d0.img", 64<<20),
-		config.NewDisk("d1", "file:"+filepath.Join(t.TempDir(), "abs.img"), 16<<20),
+		config.NewDisk("d1", "file:"+filepath.Join(c.DataDir, "images", "sub", "abs.img"), 16<<20),
 	}
 	tg := config.NewTarget("iqn.2026-11.io.rbdgw:gwtest")
 	tg.LUNs = []config.LUNMap{{LUNID: 0, Disk: "d0"}, {LUNID: 5, Disk: "d1"}}
-	tg.Hosts = []config.Host{{IQN: "iqn.2026-11.io.rbdgw:only-d1", LUNs: []uint64{5}}, {IQN: "iqn.2026-11.io.rbdgw:any"}}
+	tg.Hosts = []config.Host{{IQN: "iqn.2026-11.io.rbdgw:only-d1", LUNs: []uint64{5}}, {IQN: "iqn.2026-11.io.rbdgw:any", LUNs: []uint64{0, 5}}}
 	tg.Auth = config.CHAP{Username: "gwtestuser", Password: "gwtestsecret1"}
 	c.Targets = []config.Target{tg}
 	return c
@@ -56,8 +56,8 @@ func TestStartBuildsTargetsAndShutsDown(t *testing.T) {
 	if addr.Port == 0 || !addr.IP.IsLoopback() {
 		t.Fatalf("bound %v", addr)
 	}
-	// The image was created sparse, relative to the data dir.
-	st, err := os.Stat(filepath.Join(c.DataDir, "d0.img"))
+	// The image was created sparse, relative to the image root.
+	st, err := os.Stat(filepath.Join(c.DataDir, "images", "d0.img"))
 	if err != nil || st.Size() != 64<<20 {
 		t.Fatalf("image: %v %v", st, err)
 	}
@@ -98,7 +98,7 @@ func TestStartBuildsTargetsAndShutsDown(t *testing.T) {
 		nc.Close()
 		t.Fatal("portal still accepting after Shutdown")
 	}
-	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "images", "d0.img"), 0, rbdlun.FileOptions{})
 	if err != nil {
 		t.Fatalf("image still locked after Shutdown: %v", err)
 	}
@@ -167,7 +167,7 @@ func TestStartCleansUpOnPortalFailure(t *testing.T) {
 		t.Fatal("started on a busy port")
 	}
 	// The disks opened before the failure were closed (their flock is free).
-	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "images", "d0.img"), 0, rbdlun.FileOptions{})
 	if err != nil {
 		t.Fatalf("disk left open after failed start: %v", err)
 	}
@@ -177,13 +177,14 @@ func TestStartCleansUpOnPortalFailure(t *testing.T) {
 func TestStartCleansUpOnDiskFailure(t *testing.T) {
 	c := testConfig(t)
 	// d1 points into a directory that cannot be created.
-	blocker := filepath.Join(t.TempDir(), "file")
+	blocker := filepath.Join(c.DataDir, "images", "file")
+	os.MkdirAll(filepath.Dir(blocker), 0o700)
 	os.WriteFile(blocker, nil, 0o600)
 	c.Disks[1].Backend = "file:" + filepath.Join(blocker, "x.img")
 	if _, err := Start(Config{Config: c}); err == nil {
 		t.Fatal("started with an unusable disk")
 	}
-	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "d0.img"), 0, rbdlun.FileOptions{})
+	fb, err := rbdlun.OpenFile(filepath.Join(c.DataDir, "images", "d0.img"), 0, rbdlun.FileOptions{})
 	if err != nil {
 		t.Fatalf("d0 left open: %v", err)
 	}
@@ -349,5 +350,53 @@ func TestInjectedWriteFailureReachesInitiator(t *testing.T) {
 	}
 	if counter.Count() == 0 {
 		t.Fatal("no fault injected")
+	}
+}
+
+// file: disks open only inside the image roots: a path elsewhere (a
+// root-only file, say), one that climbs out with "..", and a symlink
+// inside the root that points out are all refused, and a relative image
+// left in the data directory by an older version is named, not replaced
+// by an empty one.
+func TestFileDisksStayInTheirRoots(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "secret.img")
+	if err := os.WriteFile(outside, bytes.Repeat([]byte("s"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	root := filepath.Join(c.DataDir, "images")
+	os.MkdirAll(root, 0o700)
+	if err := os.Symlink(outside, filepath.Join(root, "link.img")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(c.DataDir, "api-password"), []byte("pw"), 0o600)
+	for name, backend := range map[string]string{
+		"absolute path outside":    "file:" + outside,
+		"relative climbing out":    "file:../api-password",
+		"absolute climbing out":    "file:" + root + "/../api-password",
+		"symlink pointing outside": "file:link.img",
+	} {
+		c := c
+		c.Disks = append([]config.Disk(nil), c.Disks...)
+		c.Disks[1].Backend = backend
+		c.Disks[1].Size = 0
+		if g, err := Start(Config{Config: c}); err == nil {
+			g.Close()
+			t.Errorf("%s (%s): started", name, backend)
+		}
+	}
+	// An extra root admits its files, by absolute path.
+	c.Disks[1].Backend = "file:" + outside
+	g, err := Start(Config{Config: c, ImageRoots: []string{root, filepath.Dir(outside)}})
+	if err != nil {
+		t.Fatalf("a file under an extra root: %v", err)
+	}
+	g.Close()
+
+	// An image where relative paths used to lead.
+	c2 := testConfig(t)
+	os.WriteFile(filepath.Join(c2.DataDir, "d0.img"), make([]byte, 4096), 0o600)
+	if _, err := Start(Config{Config: c2}); err == nil || !strings.Contains(err.Error(), "move it there") {
+		t.Fatalf("image left in the data directory: %v", err)
 	}
 }

@@ -71,6 +71,7 @@ func rbdGatewayConfig(t *testing.T, conf, image string, size config.Size) config
 	d.WWN = "6001405abcdef0123456789abcdef012" // both gateways present one LU
 	c.Disks = []config.Disk{d}
 	tg := config.NewTarget("iqn.2026-11.io.rbdgw:rbdtest")
+	tg.ACL = config.ACLOpen
 	tg.LUNs = []config.LUNMap{{LUNID: 0, Disk: "r0"}}
 	c.Targets = []config.Target{tg}
 	return c

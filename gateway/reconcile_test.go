@@ -26,6 +26,7 @@ const (
 func recConfig(n int) config.Config {
 	var c config.Config
 	tg := config.NewTarget(recTarget)
+	tg.ACL = config.ACLOpen
 	for i := range n {
 		c.Disks = append(c.Disks, recDisk(i))
 		tg.LUNs = append(tg.LUNs, config.LUNMap{LUNID: uint64(i), Disk: c.Disks[i].Name})
@@ -244,6 +245,7 @@ func TestReconcileRefusedChangeIsReported(t *testing.T) {
 func TestReconcileServesOwnGateway(t *testing.T) {
 	c := recConfig(2)
 	other := config.NewTarget(recOther)
+	other.ACL = config.ACLOpen
 	other.LUNs = []config.LUNMap{{LUNID: 0, Disk: "d0001"}}
 	other.Gateways = []string{"gw-b"}
 	c.Targets = append(c.Targets, other)
@@ -281,6 +283,7 @@ func TestReconcileServesOwnGateway(t *testing.T) {
 func TestReconcileHostGroups(t *testing.T) {
 	c := recConfig(3)
 	member := "iqn.2026-11.io.rbdgw:member"
+	c.Targets[0].ACL = ""
 	c.Targets[0].Hosts = []config.Host{{IQN: member}, {IQN: "iqn.2026-11.io.rbdgw:loner"}}
 	c.Targets[0].HostGroups = []config.HostGroup{{Name: "cluster1", Members: []string{member}, Disks: []string{"d0002"}}}
 	s := config.NewMemStore(c)
@@ -344,6 +347,7 @@ func TestReconcileKeepsSessions(t *testing.T) {
 		if _, err := s.Update(context.Background(), func(c *config.Config) error {
 			if i == 1 {
 				tg := config.NewTarget(recOther)
+				tg.ACL = config.ACLOpen
 				c.Targets = append(c.Targets, tg)
 			}
 			return addLUN(iqn, i)(c)

@@ -76,6 +76,7 @@ func TestReloadAddsDisksGrowsAndRemaps(t *testing.T) {
 	n.Disks[0].Size = 128 << 20
 	n.Targets[0].LUNs = append(n.Targets[0].LUNs, config.LUNMap{LUNID: 7, Disk: "d2"})
 	second := config.NewTarget("iqn.2026-11.io.rbdgw:second")
+	second.ACL = config.ACLOpen
 	second.LUNs = []config.LUNMap{{LUNID: 0, Disk: "d1"}}
 	n.Targets = append(n.Targets, second)
 	if err := g.Reload(n); err != nil {
@@ -107,7 +108,7 @@ func TestReloadAddsDisksGrowsAndRemaps(t *testing.T) {
 	// at shutdown: another process may have it.
 	var reopened *rbdlun.FileBackend
 	for start := time.Now(); reopened == nil; time.Sleep(20 * time.Millisecond) {
-		reopened, err = rbdlun.OpenFile(filepath.Join(c.DataDir, "d2.img"), 8<<20, rbdlun.FileOptions{})
+		reopened, err = rbdlun.OpenFile(filepath.Join(c.DataDir, "images", "d2.img"), 8<<20, rbdlun.FileOptions{})
 		if err != nil && time.Since(start) > 5*time.Second {
 			t.Fatalf("the removed disk's image is still held: %v", err)
 		}

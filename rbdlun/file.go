@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,6 +129,21 @@ var ErrReadOnly = errors.New("rbdlun: backend is read-only")
 // existing larger file is never truncated. size 0 means "use the existing
 // file's size".
 func OpenFile(path string, size int64, opts FileOptions) (*FileBackend, error) {
+	return openFile(path, size, opts, func(flag int) (*os.File, error) { return os.OpenFile(path, flag, 0o600) })
+}
+
+// OpenFileIn is OpenFile for the file name inside root: name may not
+// leave root (no "..", no symlink pointing out) and may not itself be a
+// symlink, so a configured path can never reach a file outside the
+// directories the admin set aside for images.
+func OpenFileIn(root *os.Root, name string, size int64, opts FileOptions) (*FileBackend, error) {
+	path := filepath.Join(root.Name(), name)
+	return openFile(path, size, opts, func(flag int) (*os.File, error) {
+		return root.OpenFile(name, flag|unix.O_NOFOLLOW, 0o600)
+	})
+}
+
+func openFile(path string, size int64, opts FileOptions, open func(flag int) (*os.File, error)) (*FileBackend, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("rbdlun: negative size %d for %s", size, path)
 	}
@@ -135,7 +151,7 @@ func OpenFile(path string, size int64, opts FileOptions) (*FileBackend, error) {
 	if opts.ReadOnly {
 		flag = os.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag, 0o600)
+	f, err := open(flag)
 	if err != nil {
 		return nil, fmt.Errorf("rbdlun: open %s: %w", path, err)
 	}

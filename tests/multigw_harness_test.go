@@ -198,7 +198,7 @@ func (c *mgCluster) importConfig(disks int) (time.Time, error) {
 // start starts g (again, on its data directory) and waits for its portal.
 func (c *mgCluster) start(g *mgGateway) error {
 	args := []string{"serve", "--etcd-endpoints", c.etcd.Endpoints(),
-		"--gateway-name", g.name, "--data-dir", g.dataDir, "--lease-ttl", mgLeaseTTL}
+		"--gateway-name", g.name, "--data-dir", g.dataDir, "--lease-ttl", mgLeaseTTL, "--image-root", c.dir}
 	if serveHasFlag("--api-addr") {
 		// The management API would listen on every address (:5000), and
 		// two gateways on one host would compete for its port.

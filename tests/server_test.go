@@ -272,7 +272,8 @@ func (s *rbdgwServer) Reload(spec serverSpec) error {
 }
 
 func (s *rbdgwServer) start() error {
-	d, err := startDaemon("rbdgw", s.log, rbdgwBin, "serve", "--config", s.cfgPath, "--data-dir", s.dataDir, "--portal", s.portal)
+	d, err := startDaemon("rbdgw", s.log, rbdgwBin, "serve", "--config", s.cfgPath, "--data-dir", s.dataDir, "--portal", s.portal,
+		"--image-root", s.dir)
 	if err != nil {
 		return err
 	}

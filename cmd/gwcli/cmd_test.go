@@ -49,7 +49,7 @@ func newAPI(t *testing.T, store config.Store, users map[string]string) *api.API 
 		t.Setenv(envUser, "admin")
 		t.Setenv(envPassword, "gwcli-test-pw")
 	}
-	a, err := api.New(api.Options{Store: store, Users: users})
+	a, err := api.New(api.Options{Store: store, Users: users, ImageRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

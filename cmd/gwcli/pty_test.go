@@ -52,7 +52,7 @@ func (e *buildError) Error() string { return e.out }
 func TestInteractiveShell(t *testing.T) {
 	url, store := startAPI(t, nil)
 	home, _ := os.UserHomeDir()
-	env := []string{"HOME=" + home, "RBDGW_API_URL=" + url, "TERM=xterm"}
+	env := []string{"HOME=" + home, "RBDGW_API_URL=" + url, "RBDGW_API_USER=admin", "RBDGW_API_PASSWORD=gwcli-test-pw", "TERM=xterm"}
 	tm := ptyterm.Start(t, gwcliBinary(t), env)
 	tm.Expect(0, "/> ")
 	tm.WaitRaw()

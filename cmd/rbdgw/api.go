@@ -106,7 +106,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // operations use librbd when the binary has it and the configuration
 // names a Ceph cluster. It returns once the API listens; a later failure
 // is logged. With --api-addr "" it does nothing.
-func (o *APIOptions) Start(ctx context.Context, store config.Store, dataDir string, log *slog.Logger) error {
+func (o *APIOptions) Start(ctx context.Context, store config.Store, dataDir string, imageRoots []string, log *slog.Logger) error {
 	if o.Addr == "" {
 		return nil
 	}
@@ -130,6 +130,9 @@ func (o *APIOptions) Start(ctx context.Context, store config.Store, dataDir stri
 		opts.TLSCert, opts.TLSKey = cert, key
 		log.Info("management API serves HTTPS off loopback with a self-signed certificate; check its fingerprint on first contact",
 			"cert", cert, "sha256", fp)
+	}
+	if opts.ImageRoots, err = config.ImageRoots(imageRoots, dataDir); err != nil {
+		return withCode(ExitBadArgs, err)
 	}
 	opts.Store, opts.Logger = store, log.With("component", "api")
 	images, closeImages, err := imageService(ctx, store)

@@ -162,7 +162,7 @@ func TestDemoRunsAndKeepsPassword(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, demoSecretFile)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file %v %v", st, err)
 	}
-	if st, err := os.Stat(filepath.Join(dir, demoImageFile)); err != nil || st.Size() != DemoDiskSize {
+	if st, err := os.Stat(filepath.Join(dir, "images", demoImageFile)); err != nil || st.Size() != DemoDiskSize {
 		t.Fatalf("image %v %v", st, err)
 	}
 }

@@ -64,7 +64,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 	// gateway shuts down.
 	rctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := o.API.Start(rctx, s, o.DataDir, log); err != nil {
+	if err := o.API.Start(rctx, s, o.DataDir, o.ImageRoots, log); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -87,7 +87,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		}
 		return c.ForGateway(local)
 	}
-	gcfg := gateway.Config{Config: cfg}
+	gcfg := gateway.Config{Config: cfg, ImageRoots: o.ImageRoots}
 	if len(cfg.Gateways) > 0 {
 		// Several gateways serve the same LUs: join the cluster's
 		// ownership and reservation state (the gateway leaves it at

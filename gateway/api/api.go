@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
-	"mime"
 	"net/netip"
 	"strings"
 	"time"
@@ -64,6 +64,10 @@ type Options struct {
 	// Empty means loopback only, so an API started without thought is
 	// not open to the network.
 	TrustedIPs []netip.Prefix
+	// ImageRoots are the directories this gateway opens file: images in
+	// (config.ImageRoots); a file: disk elsewhere is refused at POST.
+	// Empty: relative paths only.
+	ImageRoots []string
 	// TLSCert and TLSKey are PEM files; both empty serves plain HTTP,
 	// which Serve allows only on a loopback address.
 	TLSCert, TLSKey string

@@ -432,3 +432,17 @@ type fakeAddrListener struct {
 }
 
 func (l fakeAddrListener) Addr() net.Addr { return l.addr }
+
+// A file: disk may only name an image under the gateway's image roots:
+// three POSTs must not map a root-only file into a target.
+func TestFileDiskOutsideImageRootsRefused(t *testing.T) {
+	root := t.TempDir()
+	c := start(t, config.NewMemStore(baseConfig()), Options{ImageRoots: []string{root}}).client(t)
+	for _, backend := range []string{"file:/etc/shadow", "file:../../etc/shadow", "file:" + root + "/../x.img"} {
+		if code, out := c.do("POST", "/disks", map[string]any{"name": "x", "backend": backend, "size": "1M"}); code != http.StatusBadRequest || out["field"] != "backend" {
+			t.Errorf("%s: %d %v", backend, code, out)
+		}
+	}
+	c.must(201, "POST", "/disks", map[string]any{"name": "rel", "backend": "file:sub/rel.img", "size": "1M"})
+	c.must(201, "POST", "/disks", map[string]any{"name": "abs", "backend": "file:" + root + "/abs.img", "size": "1M"})
+}

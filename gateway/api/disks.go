@@ -326,6 +326,18 @@ func (a *API) createDisks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if path, ok := strings.CutPrefix(req.Backend, "file:"); ok {
+		// The gateways open file images only inside their image roots;
+		// refuse here what they would refuse, before anything is written.
+		roots := a.opts.ImageRoots
+		if len(roots) == 0 {
+			roots = []string{"/nonexistent-image-root"} // relative paths only
+		}
+		if _, _, err := config.LocateImage(roots, path); err != nil {
+			writeError(w, badRequest("backend", "%v", err))
+			return
+		}
+	}
 	var parent Image
 	var snap string
 	if req.Clone != "" {
