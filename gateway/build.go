@@ -104,6 +104,7 @@ func (g *Gateway) openLU(d *config.Disk) (*scsi.LogicalUnit, error) {
 		ALUA:              portGroups,
 		Events:            g.ha.luEvents(wwn),
 		Forwarder:         g.ha.forwarder(d.Name),
+		Logger:            g.log.With("disk", d.Name),
 	}, be)
 	if err != nil {
 		be.Close()

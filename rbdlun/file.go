@@ -121,6 +121,15 @@ var (
 	_ scsi.ZeroingUnmapper  = (*FileBackend)(nil)
 )
 
+// fileAtomicUnit is what one pwrite to an image file is known to write
+// whole or not at all across a power loss: one 512-byte sector (a
+// sector is the unit every disk writes atomically; larger writes may
+// tear between sectors or file system blocks).
+const fileAtomicUnit = 512
+
+// AtomicWriteUnit implements scsi.AtomicWriter.
+func (b *FileBackend) AtomicWriteUnit() int64 { return fileAtomicUnit }
+
 // ErrReadOnly is returned by writes to a read-only backend.
 var ErrReadOnly = errors.New("rbdlun: backend is read-only")
 

@@ -105,6 +105,15 @@ func (b *base) Close() error {
 	return err
 }
 
+// AtomicWriteUnit forwards the inner answer; absent means 0 (none), so
+// always implementing it is equivalent to forwarding the interface.
+func (b *base) AtomicWriteUnit() int64 {
+	if a, ok := b.inner.(scsi.AtomicWriter); ok {
+		return a.AtomicWriteUnit()
+	}
+	return 0
+}
+
 // UnmapReadsZero forwards the inner answer. Always implementing it is
 // equivalent to forwarding the interface: absent means false.
 func (b *base) UnmapReadsZero() bool {

@@ -57,13 +57,18 @@ func (lu *LogicalUnit) tpgsBits() byte {
 // exist only with explicit ALUA (REPORT SUPPORTED OPERATION CODES lists
 // what is offered).
 func (lu *LogicalUnit) offers(e *opEntry) bool {
-	return e.Flags&opExplicitALUA == 0 || lu.explicitALUA()
+	return (e.Flags&opExplicitALUA == 0 || lu.explicitALUA()) &&
+		(e.Flags&opAtomicWrite == 0 || lu.maxAtomicBlocks() > 0)
 }
 
 // lookup is the table lookup narrowed to what the LU offers.
 func (lu *LogicalUnit) lookup(cdb []byte) (*opEntry, error) {
 	e, err := lu.table.lookup(cdb)
 	if e != nil && !lu.offers(e) {
+		if !e.HasSA {
+			// SPC-4 4.2.5.1: an operation code the LU does not support.
+			return nil, errInvalidOpcode()
+		}
 		// SPC-4 4.2.5.1: as an unsupported service action.
 		return nil, invalidCDB(1, 4)
 	}

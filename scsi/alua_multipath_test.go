@@ -262,7 +262,7 @@ func startMultipathCluster(t *testing.T, tweak func(*alua.OwnerConfig)) *mpClust
 		go d.run(ctx)
 
 		tg := &target.Target{Name: mpIQN, PortalGroupTag: uint16(i + 1), RelativeTargetPort: uint16(i + 1), TargetPortGroup: uint16(i + 1),
-			Op: target.DefaultOperational(), Router: func(string) scsi.Router { return scsi.NewRouter(map[uint64]*scsi.LogicalUnit{0: lu}) }}
+			Op: target.DefaultOperational(), OpenACL: true, Router: func(string) scsi.Router { return scsi.NewRouter(map[uint64]*scsi.LogicalUnit{0: lu}) }}
 		srv, err := target.NewServer(target.Config{Targets: []*target.Target{tg}})
 		if err != nil {
 			t.Fatal(err)

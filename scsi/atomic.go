@@ -11,18 +11,20 @@ type WriteAtomic struct {
 
 // Atomic write limits of the block limits VPD page (SBC-4 6.6.4). The
 // device server makes a WRITE ATOMIC atomic against every other command of
-// the LU with its exclusive range lock and hands the backend one request.
+// the LU with its exclusive range lock and hands the backend one request;
+// across a crash only the backend can make it atomic, so the limits are
+// the backend's atomic unit (AtomicWriter): at most one unit, starting at
+// a multiple of it, so that the write never straddles two units.
 const (
 	// maxAtomicTransferBytes bounds MAXIMUM ATOMIC TRANSFER LENGTH.
 	maxAtomicTransferBytes = 1 << 20
-	atomicAlignmentBlocks  = 1 // ATOMIC ALIGNMENT: any LBA
 	atomicGranularity      = 1 // ATOMIC TRANSFER LENGTH GRANULARITY: any length
 )
 
 func registerWriteAtomic(t *opcodeTable) {
 	t.add(define("WRITE ATOMIC(16)",
 		usage(0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x07),
-		opMedia|opWrite, decodeWriteAtomic, execWriteAtomic))
+		opMedia|opWrite|opAtomicWrite, decodeWriteAtomic, execWriteAtomic))
 }
 
 func decodeWriteAtomic(cdb []byte) (WriteAtomic, error) {
@@ -43,10 +45,28 @@ func decodeWriteAtomic(cdb []byte) (WriteAtomic, error) {
 	return c, nil
 }
 
-// maxAtomicBlocks is MAXIMUM ATOMIC TRANSFER LENGTH in blocks: never more
-// than MAXIMUM TRANSFER LENGTH (SBC-4 6.6.4).
+// maxAtomicBlocks is MAXIMUM ATOMIC TRANSFER LENGTH in blocks, and also
+// the ATOMIC ALIGNMENT: the largest power of two number of blocks within
+// the backend's atomic unit, never more than MAXIMUM TRANSFER LENGTH
+// (SBC-4 6.6.4). Zero: the backend promises no atomic write, and WRITE
+// ATOMIC is not supported.
 func (lu *LogicalUnit) maxAtomicBlocks() uint32 {
-	return min(uint32(maxAtomicTransferBytes/lu.bs), lu.cfg.MaxTransferBlocks)
+	a, ok := lu.be.(AtomicWriter)
+	if !ok {
+		return 0
+	}
+	unit := min(a.AtomicWriteUnit(), maxAtomicTransferBytes, int64(lu.cfg.MaxTransferBlocks)*lu.bs)
+	blocks := unit / lu.bs
+	if blocks <= 0 {
+		return 0
+	}
+	// A power of two, so that an aligned write stays inside one unit
+	// whatever the unit's own size.
+	p := int64(1)
+	for p*2 <= blocks {
+		p *= 2
+	}
+	return uint32(p)
 }
 
 func execWriteAtomic(r *request, c WriteAtomic) error {
@@ -56,14 +76,15 @@ func execWriteAtomic(r *request, c WriteAtomic) error {
 	}
 	// SBC-4 5.48: "If the TRANSFER LENGTH field is greater than the
 	// MAXIMUM ATOMIC TRANSFER LENGTH field ... INVALID FIELD IN CDB."
-	if uint32(c.Blocks) > lu.maxAtomicBlocks() {
+	maxBlocks := lu.maxAtomicBlocks()
+	if uint32(c.Blocks) > maxBlocks {
 		return invalidCDB(12, -1)
 	}
 	// SBC-4 5.48: "If the LOGICAL BLOCK ADDRESS field is not a multiple of
 	// the ATOMIC ALIGNMENT field ... INVALID FIELD IN CDB", and likewise a
 	// TRANSFER LENGTH that is not a multiple of the ATOMIC TRANSFER LENGTH
 	// GRANULARITY.
-	if c.LBA%atomicAlignmentBlocks != 0 {
+	if c.LBA%uint64(maxBlocks) != 0 {
 		return invalidCDB(2, -1)
 	}
 	if uint32(c.Blocks)%atomicGranularity != 0 {

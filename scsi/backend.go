@@ -75,6 +75,15 @@ type ZeroingUnmapper interface {
 	UnmapReadsZero() bool
 }
 
+// AtomicWriter is implemented by backends that know how large a write
+// reaches the medium whole or not at all, even across a crash of the
+// gateway or the storage: one WriteAt of at most AtomicWriteUnit bytes
+// starting at a multiple of it. WRITE ATOMIC is offered only for such
+// writes (0: no guarantee, no WRITE ATOMIC).
+type AtomicWriter interface {
+	AtomicWriteUnit() int64
+}
+
 // NotReadyError is returned by a backend that cannot serve I/O right now but
 // expects to later (exclusive lock lost or in transition, cluster
 // unreachable). The device server answers NOT READY with the given

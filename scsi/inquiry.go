@@ -158,7 +158,7 @@ func vpdBlockLimits(r *request) []byte {
 	// ATOMIC TRANSFER LENGTH GRANULARITY (page bytes 44-55) describe WRITE
 	// ATOMIC(16); atomic boundaries are not supported (bytes 56-63 zero).
 	put32(b[40:], lu.maxAtomicBlocks())
-	put32(b[44:], atomicAlignmentBlocks)
+	put32(b[44:], lu.maxAtomicBlocks()) // ATOMIC ALIGNMENT
 	put32(b[48:], atomicGranularity)
 	return vpdHeader(0xB0, b)
 }

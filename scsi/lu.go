@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,9 @@ type LUConfig struct {
 	// the port groups answer Transitioning (this gateway does not own the
 	// LU) to the gateway that does (forward.go).
 	Forwarder Forwarder
+	// Logger gets what the device server cannot answer through sense
+	// data alone: a recovered panic with its stack. Nil discards.
+	Logger *slog.Logger
 }
 
 // Defaults applied by NewLogicalUnit.
@@ -114,6 +119,9 @@ type LUStats struct {
 	ReadLatencyNs, WriteLatencyNs uint64
 	OtherLatencyNs                uint64
 	Errors                        uint64 // commands ending in CHECK CONDITION or another non-GOOD status
+	// Panics counts commands that panicked in the device server and were
+	// answered INTERNAL TARGET FAILURE (each is logged with its stack).
+	Panics uint64
 }
 
 type luCounters struct {
@@ -121,6 +129,7 @@ type luCounters struct {
 	readBytes, writeBytes       atomic.Uint64
 	readLat, writeLat, otherLat atomic.Uint64
 	errors                      atomic.Uint64
+	panics                      atomic.Uint64
 }
 
 // LogicalUnit is one SCSI disk (SBC-3 direct-access block device) served
@@ -228,7 +237,7 @@ func (lu *LogicalUnit) Stats() LUStats {
 		ReadOps: s.readOps.Load(), WriteOps: s.writeOps.Load(), OtherOps: s.otherOps.Load(),
 		ReadBytes: s.readBytes.Load(), WriteBytes: s.writeBytes.Load(),
 		ReadLatencyNs: s.readLat.Load(), WriteLatencyNs: s.writeLat.Load(), OtherLatencyNs: s.otherLat.Load(),
-		Errors: s.errors.Load(),
+		Errors: s.errors.Load(), Panics: s.panics.Load(),
 	}
 }
 
@@ -375,8 +384,14 @@ func (lu *LogicalUnit) executeRequest(r *request) Response {
 
 func (lu *LogicalUnit) run(r *request) (err error) {
 	defer func() {
-		// One malformed command must not take the daemon down.
+		// One malformed command must not take the daemon down; but a
+		// panic is a bug, and its stack is what fixes it.
 		if p := recover(); p != nil {
+			lu.stats.panics.Add(1)
+			if lu.cfg.Logger != nil {
+				lu.cfg.Logger.Error("device server panic answered INTERNAL TARGET FAILURE", "lu", lu.cfg.Name,
+					"cdb", fmt.Sprintf("% x", r.cmd.CDB), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
 			err = newCC(SenseHardwareError, 0x44, 0x00) // INTERNAL TARGET FAILURE
 		}
 	}()

@@ -2,11 +2,15 @@ package scsi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rbdgw/rbdgw/scsi"
+	"github.com/rbdgw/rbdgw/scsi/scsitest"
 )
 
 func TestOrWrite(t *testing.T) {
@@ -61,10 +65,13 @@ func writeAtomicCDB(b1 byte, lba uint64, boundary, n uint16) []byte {
 func TestWriteAtomic(t *testing.T) {
 	lu, mem := newMemLU(t, 4096)
 	hello(t, lu, iA)
-	want(t, do(lu, iA, writeAtomicCDB(0x08, 100, 0, 4), fill(4*512, 0xA6), 0), "GOOD")
-	if !bytes.Equal(mem.Bytes(100*512, 4*512), fill(4*512, 0xA6)) {
+	want(t, do(lu, iA, writeAtomicCDB(0x08, 2048, 0, 4), fill(4*512, 0xA6), 0), "GOOD")
+	if !bytes.Equal(mem.Bytes(2048*512, 4*512), fill(4*512, 0xA6)) {
 		t.Fatal("WRITE ATOMIC did not write")
 	}
+	// Not at a multiple of the ATOMIC ALIGNMENT: it could straddle two of
+	// the backend's atomic units.
+	want(t, do(lu, iA, writeAtomicCDB(0, 100, 0, 4), fill(4*512, 0xA6), 0), "5/24/00")
 	want(t, do(lu, iA, writeAtomicCDB(0, 0, 0, 0), nil, 0), "GOOD")
 	// WRPROTECT, an atomic boundary, beyond the end, above the maximum
 	// atomic transfer length, a short Data-Out buffer.
@@ -76,12 +83,12 @@ func TestWriteAtomic(t *testing.T) {
 	if !bytes.Equal(mem.Bytes(0, 512), make([]byte, 512)) {
 		t.Fatal("a refused WRITE ATOMIC wrote")
 	}
-	// Block limits VPD: MAXIMUM ATOMIC TRANSFER LENGTH (1 MiB), alignment
-	// and granularity 1, no more than MAXIMUM TRANSFER LENGTH.
+	// Block limits VPD: MAXIMUM ATOMIC TRANSFER LENGTH (1 MiB) and the
+	// same alignment, granularity 1, no more than MAXIMUM TRANSFER LENGTH.
 	d, r := doIn(lu, iA, []byte{0x12, 1, 0xB0, 0, 255, 0}, nil, 255)
 	want(t, r, "GOOD")
 	maxXfer, maxAtomic := binary.BigEndian.Uint32(d[8:]), binary.BigEndian.Uint32(d[44:])
-	if maxAtomic != 2048 || maxAtomic > maxXfer || binary.BigEndian.Uint32(d[48:]) != 1 || binary.BigEndian.Uint32(d[52:]) != 1 {
+	if maxAtomic != 2048 || maxAtomic > maxXfer || binary.BigEndian.Uint32(d[48:]) != 2048 || binary.BigEndian.Uint32(d[52:]) != 1 {
 		t.Fatalf("VPD B0 atomic fields: %x", d[44:64])
 	}
 }
@@ -122,3 +129,40 @@ func TestReadCapacity16PhysicalBlock(t *testing.T) {
 		}
 	}
 }
+
+// A backend that promises no atomic write gets no WRITE ATOMIC: the
+// command is an unsupported operation code and VPD B0h says zero.
+func TestWriteAtomicNeedsAnAtomicBackend(t *testing.T) {
+	lu := newLU(t, noAtomic{scsitest.NewMemBackend(64 * 512)}, nil)
+	hello(t, lu, iA)
+	want(t, do(lu, iA, writeAtomicCDB(0, 0, 0, 1), fill(512, 1), 0), "5/20/00")
+	d, r := doIn(lu, iA, []byte{0x12, 1, 0xB0, 0, 255, 0}, nil, 255)
+	want(t, r, "GOOD")
+	if binary.BigEndian.Uint32(d[44:]) != 0 {
+		t.Fatalf("MAXIMUM ATOMIC TRANSFER LENGTH %d without an atomic backend", binary.BigEndian.Uint32(d[44:]))
+	}
+}
+
+// noAtomic hides every optional capability of its backend.
+type noAtomic struct{ scsi.Backend }
+
+// A panic in the device server is answered INTERNAL TARGET FAILURE, and
+// is counted and logged with its stack rather than lost.
+func TestPanicIsLoggedAndCounted(t *testing.T) {
+	var logged bytes.Buffer
+	be := panicking{scsitest.NewMemBackend(64 * 512)}
+	lu := newLU(t, be, func(c *scsi.LUConfig) { c.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
+	hello(t, lu, iA)
+	want(t, write10(lu, iA, 0, fill(512, 1)), "4/44/00")
+	if got := lu.Stats().Panics; got != 1 {
+		t.Fatalf("Panics = %d, want 1", got)
+	}
+	if s := logged.String(); !strings.Contains(s, "INTERNAL TARGET FAILURE") || !strings.Contains(s, "bug in a backend") || !strings.Contains(s, "orwrite_test.go") {
+		t.Fatalf("panic not logged with its stack: %s", s)
+	}
+	want(t, do(lu, iA, make([]byte, 6), nil, 0), "GOOD") // the LU still serves
+}
+
+type panicking struct{ scsi.Backend }
+
+func (panicking) WriteAt(context.Context, []byte, int64, bool) error { panic("bug in a backend") }

@@ -39,6 +39,10 @@ const (
 	// opExplicitALUA: offered only by an LU with explicit ALUA (SET TARGET
 	// PORT GROUPS); elsewhere it is an unsupported service action.
 	opExplicitALUA
+	// opAtomicWrite: offered only by an LU whose backend writes some unit
+	// atomically across a crash (WRITE ATOMIC); elsewhere an unsupported
+	// operation code.
+	opAtomicWrite
 	// opOwner: executed only by the gateway that owns the LU, so it passes
 	// the ownership gate like a media command (PERSISTENT RESERVE OUT).
 	opOwner

@@ -88,6 +88,9 @@ type Backend struct {
 
 	size   atomic.Int64
 	fenced atomic.Bool
+	// stripeUnit is the image's stripe unit (its object size without
+	// fancy striping): the bytes one RADOS object holds contiguously.
+	stripeUnit atomic.Int64
 
 	// holdLock is set while this backend means to hold the exclusive lock
 	// (AcquireExclusiveLock succeeded, no release since); the size watcher
@@ -207,8 +210,14 @@ func (b *Backend) openOn(ctx context.Context, rc *radosConn) error {
 		img.Close()
 		return fmt.Errorf("rbd: size of %s: %w", b.spec, err)
 	}
+	su, err := img.GetStripeUnit()
+	if err != nil {
+		img.Close()
+		return fmt.Errorf("rbd: stripe unit of %s: %w", b.spec, err)
+	}
 	b.rc, b.ioctx, b.img, b.h, b.open = rc, ioctx, img, h, true
 	b.size.Store(int64(size))
+	b.stripeUnit.Store(int64(su))
 	ok = true
 	return nil
 }
@@ -262,6 +271,11 @@ func (b *Backend) RefreshSize() int64 {
 
 // Size is the cached image size (refreshed every SizeRefresh).
 func (b *Backend) Size() int64 { return b.size.Load() }
+
+// AtomicWriteUnit implements scsi.AtomicWriter: a write inside one
+// stripe unit goes to one RADOS object as one operation, which the OSDs
+// apply whole or not at all (a write across two objects may land half).
+func (b *Backend) AtomicWriteUnit() int64 { return b.stripeUnit.Load() }
 
 // UnmapReadsZero: discards are never skipped (rbd_skip_partial_discard is
 // off on our connections), so unmapped blocks read back as zeros.

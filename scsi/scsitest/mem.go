@@ -194,6 +194,10 @@ func (m *MemBackend) Unmap(ctx context.Context, off, length int64) error {
 // UnmapReadsZero implements scsi.ZeroingUnmapper.
 func (m *MemBackend) UnmapReadsZero() bool { return true }
 
+// AtomicWriteUnit implements scsi.AtomicWriter: a WriteAt copies under
+// one lock, and a crash (CrashClone) keeps a FUA write whole or drops it.
+func (m *MemBackend) AtomicWriteUnit() int64 { return 1 << 30 }
+
 // WriteZeroes implements scsi.WriteZeroer.
 func (m *MemBackend) WriteZeroes(ctx context.Context, off, length int64, unmap bool) error {
 	if err := m.begin(ctx, OpWriteZeroes, off, length, true); err != nil {
