@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/rbdgw/rbdgw/internal/loopback"
@@ -46,12 +45,12 @@ func BenchmarkUpdateAddLUNAt1000(b *testing.B) {
 	}
 	b.Run("MemStore", func(b *testing.B) { run(b, NewMemStore(Config{})) })
 	b.Run("EmbeddedEtcd", func(b *testing.B) {
-		m, err := StartEmbeddedEtcd(filepath.Join(b.TempDir(), "etcd"), loopback.FreeURL(b), loopback.FreeURL(b), nil)
+		m, err := StartEmbeddedEtcd(b.TempDir(), loopback.FreeURL(b), loopback.FreeURL(b), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { m.Close() })
-		s, err := OpenEtcd(context.Background(), EtcdOptions{Endpoints: m.Endpoints()})
+		s, err := OpenEtcd(context.Background(), m.StoreOptions())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -57,6 +57,9 @@ type EtcdOptions struct {
 	// SecretKey, when set (SecretKeySize bytes, see LoadSecretKey), seals
 	// the CHAP passwords the store writes and opens those it reads.
 	SecretKey []byte
+	// Username and Password authenticate to an etcd with auth enabled
+	// (the embedded member always has it).
+	Username, Password string
 }
 
 // EtcdStore is the Store in etcd: one key per object (see keys.go), the
@@ -67,6 +70,7 @@ type EtcdStore struct {
 	timeout time.Duration
 	log     *slog.Logger
 	dec     keyDecoder
+	key     []byte // the secret key, for DerivedKey; nil without one
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: watches end
@@ -108,6 +112,8 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*EtcdStore, error) {
 		// A configuration of thousands of LUNs is read in one range.
 		MaxCallRecvMsgSize: 64 << 20,
 		MaxCallSendMsgSize: 64 << 20,
+		Username:           o.Username,
+		Password:           o.Password,
 	}
 	var box *SecretBox
 	if o.SecretKey != nil {
@@ -125,10 +131,12 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*EtcdStore, error) {
 	}
 	cli, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: %w", err)
+		// With credentials the client authenticates at once, so a
+		// cluster that does not answer shows here.
+		return nil, unavailable(ctx, "connect", err)
 	}
 	return &EtcdStore{cli: cli, prefix: o.Prefix, timeout: o.RequestTimeout, log: log, closed: make(chan struct{}),
-		dec: keyDecoder{box: box}}, nil
+		dec: keyDecoder{box: box}, key: append([]byte(nil), o.SecretKey...)}, nil
 }
 
 // bounded gives ctx the store's request timeout when it has no deadline.
@@ -344,4 +352,14 @@ func unavailable(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%w: etcd: %s: %v", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("etcd: %s: %w", op, err)
+}
+
+// DerivedKey returns a key for purpose derived from the store's secret
+// key, so that other secrets of the cluster (the peer link's) need not be
+// stored anywhere; nil when the store has no key.
+func (s *EtcdStore) DerivedKey(purpose string) []byte {
+	if s.key == nil {
+		return nil
+	}
+	return DeriveKey(s.key, purpose)
 }

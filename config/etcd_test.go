@@ -20,14 +20,14 @@ var prefixSeq atomic.Int64
 
 // etcdHarness builds storeUnderTest values on one etcd cluster: each
 // subtest gets its own prefix on it.
-func etcdHarness(endpoints []string, down, up func(*testing.T), stopOne func(*testing.T) func(), restart func(*testing.T)) func(t *testing.T) storeUnderTest {
+func etcdHarness(base EtcdOptions, down, up func(*testing.T), stopOne func(*testing.T) func(), restart func(*testing.T)) func(t *testing.T) storeUnderTest {
 	return func(t *testing.T) storeUnderTest {
 		prefix := fmt.Sprintf("/rbdgw/v1/test-%d-%d/", os.Getpid(), prefixSeq.Add(1))
 		return storeUnderTest{
 			client: func(t *testing.T) Store {
-				s, err := OpenEtcd(context.Background(), EtcdOptions{
-					Endpoints: endpoints, Prefix: prefix, DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second,
-				})
+				o := base
+				o.Prefix, o.DialTimeout, o.RequestTimeout = prefix, 2*time.Second, 2*time.Second
+				s, err := OpenEtcd(context.Background(), o)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -40,7 +40,7 @@ func etcdHarness(endpoints []string, down, up func(*testing.T), stopOne func(*te
 }
 
 func TestEmbeddedEtcdContract(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "etcd")
+	dir := t.TempDir()
 	clientURL, peerURL := loopback.FreeURL(t), loopback.FreeURL(t)
 	var m *EmbeddedEtcd
 	start := func(t *testing.T) {
@@ -54,7 +54,7 @@ func TestEmbeddedEtcdContract(t *testing.T) {
 	t.Cleanup(func() { m.Close() })
 	stop := func(*testing.T) { m.Close() }
 	restart := func(t *testing.T) { stop(t); start(t) }
-	testStoreContract(t, etcdHarness(m.Endpoints(), stop, start, nil, restart))
+	testStoreContract(t, etcdHarness(m.StoreOptions(), stop, start, nil, restart))
 }
 
 func TestEmbeddedEtcdRefusesNonLoopback(t *testing.T) {
@@ -213,7 +213,7 @@ func TestExternalEtcdClusterContract(t *testing.T) {
 		return func() { members[0].start(t); waitHealthy(t, endpoints) }
 	}
 	restart := func(t *testing.T) { stopAll(t); startAll(t) }
-	testStoreContract(t, etcdHarness(endpoints, stopAll, startAll, stopOne, restart))
+	testStoreContract(t, etcdHarness(EtcdOptions{Endpoints: endpoints}, stopAll, startAll, stopOne, restart))
 }
 
 // waitHealthy waits until the cluster answers a linearizable read.

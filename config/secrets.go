@@ -4,11 +4,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -124,4 +127,53 @@ func (b *SecretBox) openCHAP(c *CHAP) error {
 	}
 	c.MutualPassword, err = b.open(c.MutualPassword)
 	return err
+}
+
+// newSecretFile writes a fresh random secret (hex) to path, readable by
+// its owner alone, refusing to replace a file (or follow a symlink) that
+// is already there, and returns it.
+func newSecretFile(path string) (string, error) {
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(raw)
+	if err := writeSecretFile(path, []byte(s+"\n")); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// writeSecretFile creates path (0600, O_EXCL) with b, synced.
+func writeSecretFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readSecretFile returns a secret file's trimmed content ("" and the
+// error when it cannot be read; an empty file is an error).
+func readSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	return s, nil
 }

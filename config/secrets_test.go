@@ -63,13 +63,15 @@ func TestLoadSecretKey(t *testing.T) {
 // password in clear; Get returns them; a store without the key (or with
 // another) refuses to read rather than serve wrong credentials.
 func TestEtcdSealsPasswords(t *testing.T) {
-	m, err := StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	m, err := StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
 	open := func(key []byte) *EtcdStore {
-		s, err := OpenEtcd(context.Background(), EtcdOptions{Endpoints: m.Endpoints(), Prefix: "/sealed/", SecretKey: key})
+		o := m.StoreOptions()
+		o.Prefix, o.SecretKey = "/sealed/", key
+		s, err := OpenEtcd(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +87,7 @@ func TestEtcdSealsPasswords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints()})
+	cli, err := clientv3.New(m.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,5 +117,48 @@ func TestEtcdSealsPasswords(t *testing.T) {
 	}
 	if _, _, err := open(bytes.Repeat([]byte{8}, SecretKeySize)).Get(ctxT(t)); err == nil || !strings.Contains(err.Error(), "another key") {
 		t.Fatalf("with another key: %v", err)
+	}
+}
+
+// The embedded member has client auth: an anonymous client (any user of
+// the host can reach its loopback port) reads nothing, and its root
+// password is kept 0600 beside its data.
+func TestEmbeddedEtcdRefusesAnonymousReads(t *testing.T) {
+	dataDir := t.TempDir()
+	m, err := StartEmbeddedEtcd(dataDir, loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	o := m.StoreOptions()
+	o.Prefix = "/anon/"
+	s, err := OpenEtcd(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Client().Put(ctxT(t), "/anon/x", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if resp, err := anon.Get(ctxT(t), "", clientv3.WithPrefix()); err == nil {
+		t.Fatalf("anonymous range read answered %d keys", len(resp.Kvs))
+	}
+	wrong := m.ClientConfig()
+	wrong.Password = "guess"
+	if cli, err := clientv3.New(wrong); err == nil {
+		_, err = cli.Get(ctxT(t), "/anon/x")
+		cli.Close()
+		if err == nil {
+			t.Fatal("a wrong root password read a key")
+		}
+	}
+	st, err := os.Stat(EmbeddedEtcdPasswordFile(dataDir))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v %v", st, err)
 	}
 }

@@ -33,7 +33,7 @@ type clusterMember struct {
 func TestRBDClusterFailover(t *testing.T) {
 	conf := rbdTestConf(t)
 	image := rbdTestImage(t, conf)
-	etcd, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	etcd, err := config.StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestRBDClusterFailover(t *testing.T) {
 		{Name: "gw-b", Portals: []string{"127.0.0.2:3260"}, TPGID: 2},
 	}
 	start := func(name string, tpg uint16) *clusterMember {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 2 * time.Second})
+		cli, err := clientv3.New(etcd.ClientConfig())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -427,12 +426,12 @@ func TestReconcileAddLUNAt1000(t *testing.T) {
 		run(t, s)
 	})
 	t.Run("EmbeddedEtcd", func(t *testing.T) {
-		m, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+		m, err := config.StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() }) // last: after the gateway and client
-		s, err := config.OpenEtcd(context.Background(), config.EtcdOptions{Endpoints: m.Endpoints()})
+		s, err := config.OpenEtcd(context.Background(), m.StoreOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,14 +444,16 @@ func TestReconcileAddLUNAt1000(t *testing.T) {
 // apply a change; a change made while one is down succeeds, and that
 // gateway serves it when it starts again.
 func TestTwoGatewaysFollowEtcd(t *testing.T) {
-	m, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	m, err := config.StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() }) // last: after the gateways and clients
 
 	open := func() config.Store {
-		s, err := config.OpenEtcd(context.Background(), config.EtcdOptions{Endpoints: m.Endpoints(), Prefix: config.EtcdPrefix("two")})
+		o := m.StoreOptions()
+		o.Prefix = config.EtcdPrefix("two")
+		s, err := config.OpenEtcd(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}

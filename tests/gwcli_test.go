@@ -83,7 +83,8 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 	b, _ := json.Marshal(seed)
 	seedPath := filepath.Join(dir, "seed.json")
 	os.WriteFile(seedPath, b, 0o600)
-	if out, err := run(30*time.Second, rbdgwBin, "config", "import", seedPath, "--etcd-endpoints", etcd.Endpoints()); err != nil {
+	keyFile := writeSecretKey(t, dir)
+	if out, err := run(30*time.Second, rbdgwBin, "config", "import", seedPath, "--etcd-endpoints", etcd.Endpoints(), "--secret-key-file", keyFile); err != nil {
 		t.Fatalf("config import: %v\n%s", err, out)
 	}
 	t.Setenv("RBDGW_API_PASSWORD", "apiSecret")
@@ -110,7 +111,7 @@ func TestGwcliFlowTwoGatewaysRBD(t *testing.T) {
 			api = "--api-addr=127.0.0.1:" + fmt.Sprint(apiPort)
 		}
 		d, err := startDaemon(g.name, g.log, rbdgwBin, "serve", "--etcd-endpoints", etcd.Endpoints(), "--gateway-name", g.name,
-			"--data-dir", g.data, "--lease-ttl", "2s", api, "--api-user", "admin")
+			"--data-dir", g.data, "--lease-ttl", "2s", api, "--api-user", "admin", "--secret-key-file", keyFile)
 		if err != nil {
 			t.Fatal(err)
 		}

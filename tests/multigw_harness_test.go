@@ -3,6 +3,8 @@ package tests
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -50,8 +52,10 @@ type mgCluster struct {
 	t    *testing.T
 	etcd *etcdCluster
 	dir  string // config file, images, logs
-	gws  []*mgGateway
-	wwns []string // disk WWNs: an LU keeps its identity across imports
+	// keyFile is the cluster's secret key, which every gateway needs.
+	keyFile string
+	gws     []*mgGateway
+	wwns    []string // disk WWNs: an LU keeps its identity across imports
 	// diskMod, when set, adjusts each disk of the imported configuration.
 	diskMod func(*mgConfigDisk)
 }
@@ -95,6 +99,7 @@ func startMultiGatewayWith(t *testing.T, etcdMembers, disks int, diskMod func(*m
 		t.Fatalf("rbdgw did not build: %v", buildErr)
 	}
 	c := &mgCluster{t: t, etcd: startEtcd(t, etcdMembers), dir: t.TempDir(), diskMod: diskMod}
+	c.keyFile = writeSecretKey(t, c.dir)
 	for i, host := range []string{"127.0.0.1", "127.0.0.2"} {
 		port, err := freePortOn(host)
 		if err != nil {
@@ -150,6 +155,22 @@ func (c *mgCluster) cleanup() {
 }
 
 // freePortOn returns a TCP port on host that was free a moment ago.
+// writeSecretKey writes a cluster secret key (as `head -c 32 /dev/urandom
+// | base64` would) into dir: the gateways of one cluster share it, as an
+// admin copies the first gateway's key to the others.
+func writeSecretKey(t *testing.T, dir string) string {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := crand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "secret.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func freePortOn(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -188,7 +209,8 @@ func (c *mgCluster) importConfig(disks int) (time.Time, error) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return time.Time{}, err
 	}
-	out, err := run(30*time.Second, rbdgwBin, "config", "import", path, "--etcd-endpoints", c.etcd.Endpoints())
+	out, err := run(30*time.Second, rbdgwBin, "config", "import", path, "--etcd-endpoints", c.etcd.Endpoints(),
+		"--secret-key-file", c.keyFile)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("rbdgw config import: %v\n%s", err, out)
 	}
@@ -198,7 +220,8 @@ func (c *mgCluster) importConfig(disks int) (time.Time, error) {
 // start starts g (again, on its data directory) and waits for its portal.
 func (c *mgCluster) start(g *mgGateway) error {
 	args := []string{"serve", "--etcd-endpoints", c.etcd.Endpoints(),
-		"--gateway-name", g.name, "--data-dir", g.dataDir, "--lease-ttl", mgLeaseTTL, "--image-root", c.dir}
+		"--gateway-name", g.name, "--data-dir", g.dataDir, "--lease-ttl", mgLeaseTTL, "--image-root", c.dir,
+		"--secret-key-file", c.keyFile}
 	if serveHasFlag("--api-addr") {
 		// The management API would listen on every address (:5000), and
 		// two gateways on one host would compete for its port.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // ConfigOptions are the flags of `rbdgw config import|show`.
 type ConfigOptions struct {
 	Store   StoreOptions
+	DataDir string
 	Output  string
 	Timeout time.Duration
 
@@ -25,13 +27,14 @@ type ConfigOptions struct {
 // (--etcd-endpoints) or the embedded member of a running `rbdgw serve` on
 // this host.
 func NewConfigCommand(streams IOStreams, root *RootOptions) *cobra.Command {
-	o := &ConfigOptions{root: root, streams: streams, Output: "yaml", Timeout: 10 * time.Second}
+	o := &ConfigOptions{root: root, streams: streams, Output: "yaml", Timeout: 10 * time.Second, DataDir: config.DefaultDataDir}
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Import or show the cluster configuration in etcd",
 		Args:  cobra.NoArgs,
 	}
 	o.Store.AddFlags(cmd.PersistentFlags())
+	cmd.PersistentFlags().StringVar(&o.DataDir, "data-dir", o.DataDir, "data directory of the gateway whose embedded etcd is used (its etcd password and secret key)")
 	cmd.PersistentFlags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up when etcd does not answer within this time")
 	imp := &cobra.Command{
 		Use:   "import FILE",
@@ -71,13 +74,16 @@ func (o *ConfigOptions) run(ctx context.Context, f func(context.Context, config.
 	if err != nil {
 		return err
 	}
-	s, err := o.Store.Client(ctx, log)
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	s, err := o.Store.Client(ctx, o.DataDir, log)
+	if errors.Is(err, config.ErrUnavailable) {
+		return withCode(ExitError, err)
+	}
 	if err != nil {
 		return withCode(ExitBadArgs, err)
 	}
 	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	if err := f(ctx, s); err != nil {
 		return withCode(ExitError, err)
 	}

@@ -35,6 +35,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 			log.Warn("closing the configuration store", "err", err)
 		}
 	}()
+	sealClearSecrets(ctx, s, log)
 	if o.Import != "" {
 		epoch, err := importFile(ctx, s, o.Import)
 		if err != nil {
@@ -92,16 +93,13 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		// Several gateways serve the same LUs: join the cluster's
 		// ownership and reservation state (the gateway leaves it at
 		// shutdown).
-		es, ok := s.(*config.EtcdStore)
-		if !ok {
-			return withCode(ExitStart, errors.New("a configuration with gateways needs the etcd store"))
-		}
+		es := s
 		peerAddr, err := o.peerAddr(cfg)
 		if err != nil {
 			return withCode(ExitStart, err)
 		}
 		cl, err := ha.Join(ctx, es.Client(), ha.Options{Self: o.GatewayName, StatePrefix: config.StatePrefix(o.Store.Prefix),
-			LeaseTTL: o.LeaseTTL, PeerAddr: peerAddr, Logger: log})
+			LeaseTTL: o.LeaseTTL, PeerAddr: peerAddr, PeerSecret: PeerSecret(s), Logger: log})
 		if err != nil {
 			return withCode(ExitStart, err)
 		}
@@ -110,6 +108,19 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		gcfg.Cluster = cl
 	}
 	return runGateway(ctx, gcfg, log, o.ShutdownTimeout, reconcile, resync)
+}
+
+// sealClearSecrets rewrites, sealed, the CHAP passwords an older version
+// (or a gateway without a key) stored in clear: an update that changes
+// nothing writes exactly the keys whose sealed form differs from what is
+// stored, and none at all when everything is sealed already.
+func sealClearSecrets(ctx context.Context, s *config.EtcdStore, log *slog.Logger) {
+	epoch, err := s.Update(ctx, func(*config.Config) error { return nil })
+	if err != nil {
+		log.Warn("could not seal the CHAP passwords stored in clear", "err", err)
+		return
+	}
+	log.Debug("stored CHAP passwords are sealed", "epoch", epoch)
 }
 
 // getWhenReachable reads the configuration, retrying while the store is

@@ -63,13 +63,13 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 	if strings.Contains(log.String(), storeTarget2) {
 		t.Fatal("second target before the import")
 	}
-	code, out, errOut := run(context.Background(), append([]string{"config", "import", file2}, storeFlags...)...)
+	code, out, errOut := run(context.Background(), append([]string{"config", "import", file2, "--data-dir", dir}, storeFlags...)...)
 	if code != ExitOK || !strings.Contains(out.String(), "imported") {
 		t.Fatalf("config import: exit %d: %s%s", code, out, errOut)
 	}
 	waitLog(t, log, "configuration applied")
 	waitLog(t, log, storeTarget2)
-	code, out, errOut = run(context.Background(), append([]string{"config", "show"}, storeFlags...)...)
+	code, out, errOut = run(context.Background(), append([]string{"config", "show", "--data-dir", dir}, storeFlags...)...)
 	if code != ExitOK || !strings.Contains(out.String(), storeTarget2) || strings.Contains(out.String(), "storepass1234") ||
 		strings.Contains(out.String(), "192.0.2.1") {
 		t.Fatalf("config show: exit %d:\n%s%s", code, out, errOut)
@@ -95,7 +95,7 @@ func TestServeFromEmbeddedStore(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, log)
 	}
 	// With the gateway down, `config` commands fail fast and say so.
-	code, _, errOut = run(context.Background(), append([]string{"config", "show", "--timeout", "1s"}, storeFlags...)...)
+	code, _, errOut = run(context.Background(), append([]string{"config", "show", "--timeout", "1s", "--data-dir", dir}, storeFlags...)...)
 	if code != ExitError || !strings.Contains(errOut.String(), "unavailable") {
 		t.Fatalf("show without etcd: exit %d: %s", code, errOut)
 	}

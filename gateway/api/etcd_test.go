@@ -53,10 +53,9 @@ func etcdStore(t *testing.T, initial config.Config) config.Store {
 	if etcdErr != nil {
 		t.Fatalf("embedded etcd: %v", etcdErr)
 	}
-	s, err := config.OpenEtcd(context.Background(), config.EtcdOptions{
-		Endpoints: etcdMember.Endpoints(),
-		Prefix:    fmt.Sprintf("/rbdgw-api-test/%d/", etcdPrefixN.Add(1)),
-	})
+	o := etcdMember.StoreOptions()
+	o.Prefix = fmt.Sprintf("/rbdgw-api-test/%d/", etcdPrefixN.Add(1))
+	s, err := config.OpenEtcd(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

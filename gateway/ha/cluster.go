@@ -26,6 +26,10 @@ type Options struct {
 	// the host name by default). Empty: no peer link; commands at a
 	// non-owner are answered NOT READY until ownership moves.
 	PeerAddr string
+	// PeerSecret keys the peer link (both ends need the same); required
+	// with PeerAddr. The gateway derives it from the cluster's secret key,
+	// so it is never stored.
+	PeerSecret []byte
 	Logger   *slog.Logger
 }
 
@@ -59,7 +63,7 @@ func Join(ctx context.Context, cli *clientv3.Client, o Options) (*Cluster, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("gateway", o.Self)
-	link, err := openPeerLink(ctx, cli, o.StatePrefix, o.Self, o.PeerAddr, log)
+	link, err := openPeerLink(ctx, cli, o.StatePrefix, o.Self, o.PeerAddr, o.PeerSecret, log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,6 @@ package ha
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,49 +27,25 @@ type peerLink struct {
 	done   sync.WaitGroup
 }
 
-// peerSecretKey is the state key of the secret peer links authenticate
-// with; the first gateway to join creates it.
-const peerSecretKey = "peer-secret"
-
-// peerSecret reads the cluster's peer secret, creating it if there is
-// none yet (two gateways racing agree on whichever was written first).
-func peerSecret(ctx context.Context, cli *clientv3.Client, statePrefix string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	key := statePrefix + peerSecretKey
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	fresh := hex.EncodeToString(b)
-	resp, err := cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, fresh)).
-		Else(clientv3.OpGet(key)).Commit()
-	if err != nil {
-		return nil, fmt.Errorf("ha: peer secret: %w", err)
-	}
-	if resp.Succeeded {
-		return []byte(fresh), nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) != 1 || len(kvs[0].Value) == 0 {
-		return nil, errors.New("ha: peer secret: stored value is empty")
-	}
-	return kvs[0].Value, nil
-}
+// legacyPeerSecretKey is where an older version kept the peer link's
+// secret in clear; a joining gateway deletes it.
+const legacyPeerSecretKey = "peer-secret"
 
 // openPeerLink listens on addr ("" gives no link: nil). A link listening
 // on every address (0.0.0.0, [::]) is published under the gateway's name,
 // which is its host name unless configured otherwise.
-func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, self, addr string, log *slog.Logger) (*peerLink, error) {
+func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, self, addr string, secret []byte, log *slog.Logger) (*peerLink, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	secret, err := peerSecret(ctx, cli, statePrefix)
-	if err != nil {
-		return nil, err
+	if len(secret) < 16 {
+		return nil, errors.New("ha: the peer link needs a secret of at least 16 bytes")
 	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if _, err := cli.Delete(dctx, statePrefix+legacyPeerSecretKey); err != nil {
+		log.Warn("could not delete the peer secret an older version stored in clear", "err", err)
+	}
+	cancel()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("ha: peer link: %w", err)

@@ -19,20 +19,21 @@ import (
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
-// startEtcd starts an embedded single-member etcd for the test.
-func startEtcd(t *testing.T) []string {
+// startEtcd starts an embedded single-member etcd for the test and
+// returns how to reach it.
+func startEtcd(t *testing.T) clientv3.Config {
 	t.Helper()
-	e, err := config.StartEmbeddedEtcd(filepath.Join(t.TempDir(), "etcd"), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	e, err := config.StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return e.Endpoints()
+	return e.ClientConfig()
 }
 
-func newClient(t *testing.T, eps []string) *clientv3.Client {
+func newClient(t *testing.T, eps clientv3.Config) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second})
+	cli, err := clientv3.New(eps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +43,12 @@ func newClient(t *testing.T, eps []string) *clientv3.Client {
 
 const prefix = "/rbdgw/state/v1/test/"
 
-func join(t *testing.T, eps []string, self string) (*ha.Cluster, *clientv3.Client) {
+func join(t *testing.T, eps clientv3.Config, self string) (*ha.Cluster, *clientv3.Client) {
 	return joinWith(t, eps, ha.Options{Self: self})
 }
 
 // joinWith joins with o, filling in the test's prefix and a 2 s lease.
-func joinWith(t *testing.T, eps []string, o ha.Options) (*ha.Cluster, *clientv3.Client) {
+func joinWith(t *testing.T, eps clientv3.Config, o ha.Options) (*ha.Cluster, *clientv3.Client) {
 	t.Helper()
 	cli := newClient(t, eps)
 	o.StatePrefix, o.LeaseTTL = prefix, 2*time.Second
@@ -346,8 +347,9 @@ func TestReadsAnywhereServesReadsAtNonOwner(t *testing.T) {
 func TestNonOwnerForwardsToTheOwner(t *testing.T) {
 	eps := startEtcd(t)
 	image := filepath.Join(t.TempDir(), "disk0.img")
-	a, _ := joinWith(t, eps, ha.Options{Self: "gw-a", PeerAddr: "127.0.0.1:0"})
-	b, _ := joinWith(t, eps, ha.Options{Self: "gw-b", PeerAddr: "127.0.0.1:0"})
+	secret := []byte("a test peer secret of 32 bytes..")
+	a, _ := joinWith(t, eps, ha.Options{Self: "gw-a", PeerAddr: "127.0.0.1:0", PeerSecret: secret})
+	b, _ := joinWith(t, eps, ha.Options{Self: "gw-b", PeerAddr: "127.0.0.1:0", PeerSecret: secret})
 	long := func(oc *alua.OwnerConfig) { oc.DemandWindow, oc.MinHold = time.Minute, time.Minute }
 	la, lb := serveLU(t, a, "gw-a", image, long), serveLU(t, b, "gw-b", image, long)
 	t.Cleanup(func() { a.Leave(); b.Leave() })

@@ -9,7 +9,8 @@
 //
 //	alive/<gateway>   leased by the gateway; gone when its lease expires;
 //	                  the value is the gateway's peer link address
-//	peer-secret       the secret the peer links authenticate with
+//	secret-key-check  identifies the cluster's secret key (config), which
+//	                  seals CHAP passwords and keys the peer links
 //	owners/<lu>       alua.Record as JSON; written by compare-and-swap only
 //	pr/<lu>           the LU's persistent reservations (prstore.go)
 package ha
