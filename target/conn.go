@@ -74,6 +74,14 @@ type conn struct {
 	// Limits.MaxPreLoginPerSource; guarded by srv.mu.
 	preLogin bool
 
+	// budget bounds the data buffers of the connection's session
+	// (Limits.MaxDataPerSession); taken by the serve loop, given back by
+	// it and by the writer.
+	budget *dataBudget
+	// maxEDTL is the largest expected data transfer length accepted: no
+	// more than maxTransferLength or either data budget.
+	maxEDTL uint32
+
 	// Channels into the serve loop, each commented with its sender.
 	readCh    chan readResult // written by readLoop; cap maxReadAhead
 	readMore  chan struct{}   // written by the serve loop, read by readLoop: the gate (credits, cap maxReadAhead)
@@ -123,6 +131,12 @@ type conn struct {
 	nopPending   bool
 	logoutBy     time.Time // shutdown: drop if no Logout by then
 	shuttingDown bool
+	gapSince     time.Time // when pending last became non-empty
+	// Tasks waiting, in order, for room under the data budgets, and the
+	// channels that say room was made (nil when none waits).
+	dataWait            []*task
+	connFreed, srvFreed <-chan struct{}
+	dataRetry           bool // a waiting task left: retry the queue's new head
 }
 
 func newConn(s *Server, nc net.Conn, src string) *conn {
@@ -142,6 +156,8 @@ func newConn(s *Server, nc net.Conn, src string) *conn {
 		tasks:     map[uint32]*task{},
 		pending:   map[uint32]queued{},
 		op:        withOpDefaults(DefaultOperational()),
+		budget:    newDataBudget(s.limits.MaxDataPerSession),
+		maxEDTL:   uint32(min(maxTransferLength, s.limits.MaxDataPerSession, s.limits.MaxDataPerServer)),
 	}
 	// Enough room that a worker never blocks: at most depth + immediate
 	// tasks exist, and depth is capped below.
@@ -224,6 +240,14 @@ func (c *conn) endTasks() {
 	c.workers.Wait()
 	for _, t := range c.tasks {
 		t.running = false
+		c.releaseTask(t)
+	}
+	// Tasks aborted while running left c.tasks; their workers handed them
+	// back on doneCh, which no loop reads any more. Their buffers go back
+	// to the data budgets here.
+	for n := len(c.doneCh); n > 0; n-- {
+		t := <-c.doneCh
+		t.running, t.aborted = false, true
 		c.releaseTask(t)
 	}
 }
@@ -327,8 +351,17 @@ func (c *conn) loop() (err error) {
 				c.srv.stats.loginTimeouts.Add(1)
 				return &ConnError{Reason: "login timed out"}
 			}
+		case <-c.connFreed:
+			c.dataRetry = true
+		case <-c.srvFreed:
+			c.dataRetry = true
 		case <-c.wq.dead:
 			return &ConnError{Reason: "write failed"}
+		}
+		if c.dataRetry {
+			if err := c.retryData(); err != nil {
+				return err
+			}
 		}
 		// One wake-up of the writer for everything this round queued.
 		if c.wq.kick() {
@@ -370,6 +403,7 @@ func (c *conn) startTicker() <-chan time.Time {
 	if c.op.NopInTimeout > 0 && c.op.NopInTimeout < iv {
 		iv = c.op.NopInTimeout
 	}
+	iv = min(iv, c.srv.limits.CmdSNGapTimeout)
 	iv = max(iv/2, 5*time.Millisecond)
 	t := time.NewTicker(iv)
 	go func() { <-c.loopDone; t.Stop() }()
@@ -504,9 +538,21 @@ func (c *conn) onTick(now time.Time) error {
 	if c.shuttingDown && now.After(c.logoutBy) {
 		return &ConnError{Reason: "initiator did not log out before shutdown"}
 	}
+	if len(c.pending) > 0 && now.Sub(c.gapSince) > c.srv.limits.CmdSNGapTimeout {
+		// Commands wait behind a CmdSN that is not coming (see
+		// DefaultCmdSNGapTimeout); at ErrorRecoveryLevel 0 the way on is
+		// session recovery (RFC 7143 7.1.5), which also releases what the
+		// waiting commands hold.
+		countError("cmdsn_gap_timeout")
+		c.srv.stats.cmdSNGapTimeouts.Add(1)
+		return &ConnError{Reason: fmt.Sprintf("CmdSN %d missing for %v, %d commands waiting behind it",
+			c.expCmdSN, now.Sub(c.gapSince).Round(time.Millisecond), len(c.pending))}
+	}
 	if c.op.DataOutTimeout > 0 {
 		for _, t := range c.tasks {
-			if t.write && t.delivered && !t.running && !t.aborted && now.Sub(t.lastData) > c.op.DataOutTimeout {
+			// A task waiting for room under the data budgets has no R2T
+			// out: the initiator owes it nothing yet.
+			if t.write && t.delivered && !t.running && !t.aborted && !t.dataWaiting && now.Sub(t.lastData) > c.op.DataOutTimeout {
 				countError("dataout_timeout")
 				return &ConnError{Reason: "Data-Out timed out"}
 			}
@@ -574,8 +620,13 @@ func (c *conn) inWindow(sn uint32) bool {
 
 // updateWindow recomputes MaxCmdSN. The window counts delivered commands
 // still executing, so at most depth commands are ever in flight; it never
-// shrinks, because initiators ignore a smaller MaxCmdSN.
+// shrinks, because initiators ignore a smaller MaxCmdSN. While commands
+// wait for room under the data budgets it does not grow either, so the
+// initiator cannot add commands (and their immediate data) meanwhile.
 func (c *conn) updateWindow() {
+	if len(c.dataWait) > 0 {
+		return
+	}
 	cand := c.expCmdSN + c.depth - 1 - c.inflight
 	if snLess(c.maxCmdSN, cand) {
 		c.maxCmdSN = cand
@@ -610,6 +661,9 @@ func (c *conn) sequence(sn uint32, q queued) error {
 		}
 		if q.kind == qPDU {
 			q = c.detachData(q)
+		}
+		if len(c.pending) == 0 {
+			c.gapSince = time.Now()
 		}
 		c.pending[sn] = q
 		return nil

@@ -18,6 +18,21 @@ type Limits struct {
 	MaxSessionsPerInitiator int
 	// LoginTimeout bounds the time from accept to full feature phase.
 	LoginTimeout time.Duration
+
+	// MaxDataPerSession and MaxDataPerServer bound the bytes of data
+	// buffers held for commands: write data solicited with R2T, and read
+	// data until it is on the wire. A command whose buffer does not fit
+	// waits, without an R2T and without MaxCmdSN advancing, until buffers
+	// come back. Immediate and unsolicited data are not gated: RFC 7143
+	// lets the initiator send them unasked, at most FirstBurstLength per
+	// command (13.14) within the CmdSN window (3.2.2.1). A command's
+	// expected data transfer length may not exceed either bound.
+	MaxDataPerSession int64
+	MaxDataPerServer  int64
+	// CmdSNGapTimeout bounds how long commands wait behind a missing
+	// CmdSN before the connection is dropped (session recovery) and
+	// whatever they hold is released.
+	CmdSNGapTimeout time.Duration
 }
 
 // Defaults of Limits.
@@ -26,6 +41,21 @@ const (
 	DefaultMaxPreLoginPerSource    = 16
 	DefaultMaxSessionsPerInitiator = 64
 	DefaultLoginTimeout            = 15 * time.Second
+	// DefaultMaxDataPerSession holds a whole CmdSN window of 512 KiB
+	// commands (ceph-iscsi's hw_max_sectors 1024 at cmdsn_depth 128), and
+	// one command of the largest length we accept (maxTransferLength).
+	DefaultMaxDataPerSession = 64 << 20
+	DefaultMaxDataPerServer  = 1 << 30
+	// DefaultCmdSNGapTimeout: we negotiate one connection per session
+	// (MaxConnections=1, RFC 7143 13.2), and TCP delivers that connection's
+	// commands in the order the initiator sent them, so a CmdSN gap is not
+	// reordering. Only a command retry could fill it (RFC 7143 7.2.1,
+	// "plugging" a gap left by a PDU discarded for a digest error), which
+	// needs ErrorRecoveryLevel 1; we run at 0 and close the connection on
+	// a digest error. A gap that lasts is a broken or hostile initiator,
+	// and session recovery (7.1.5) the only way on; the bound need only
+	// outlast a slow network.
+	DefaultCmdSNGapTimeout = 10 * time.Second
 )
 
 // withDefaults fills zero (or negative) fields with the defaults.
@@ -41,6 +71,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.LoginTimeout <= 0 {
 		l.LoginTimeout = DefaultLoginTimeout
+	}
+	if l.MaxDataPerSession <= 0 {
+		l.MaxDataPerSession = DefaultMaxDataPerSession
+	}
+	if l.MaxDataPerServer <= 0 {
+		l.MaxDataPerServer = DefaultMaxDataPerServer
+	}
+	if l.CmdSNGapTimeout <= 0 {
+		l.CmdSNGapTimeout = DefaultCmdSNGapTimeout
 	}
 	return l
 }

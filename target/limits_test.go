@@ -28,7 +28,13 @@ func startLimited(t testing.TB, lim Limits, log *slog.Logger) *testEnv {
 
 func startLimitedOn(t testing.TB, l net.Listener, lim Limits, log *slog.Logger) *testEnv {
 	t.Helper()
-	r := newMemRouter(2048)
+	return startLimitedDisk(t, l, lim, log, 2048)
+}
+
+// startLimitedDisk is startLimitedOn with a disk of blocks 512-byte blocks.
+func startLimitedDisk(t testing.TB, l net.Listener, lim Limits, log *slog.Logger, blocks int) *testEnv {
+	t.Helper()
+	r := newMemRouter(blocks)
 	op := DefaultOperational()
 	op.NopInInterval = 0
 	tg := &Target{Name: engineIQN, PortalGroupTag: 1, Op: op, OpenACL: true,

@@ -25,6 +25,7 @@ type Server struct {
 	log    *slog.Logger
 	pool   *bufPool
 	warns  *logLimiter   // WARN lines about peers, one per source per interval
+	budget *dataBudget   // Limits.MaxDataPerServer
 	quit   chan struct{} // closed when the Server starts closing
 
 	targets atomic.Pointer[[]*Target] // replaced whole by SetTargets
@@ -93,6 +94,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		limits:    cfg.Limits.withDefaults(),
+		budget:    newDataBudget(cfg.Limits.withDefaults().MaxDataPerServer),
 		log:       cfg.Logger,
 		pool:      newBufPool(),
 		warns:     newLogLimiter(logLimitEvery),

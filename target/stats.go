@@ -20,10 +20,19 @@ type Stats struct {
 	// Logins refused with 0x0302 for Limits.MaxSessionsPerInitiator.
 	RefusedSessionsPerInitiator uint64
 
+	// Buffered data.
+	DataWaits        uint64 // commands that waited for room under Limits.MaxData*
+	CmdSNGapTimeouts uint64 // connections dropped for Limits.CmdSNGapTimeout
+
 	// Gauges.
 	Connections         int64 // open connections
 	PreLoginConnections int64 // of which not yet in full feature phase
 	Sessions            int64 // sessions, normal and discovery
+	// DataBytes is the memory of the data buffers held under
+	// Limits.MaxDataPerServer; UnsolicitedDataBytes that of immediate and
+	// unsolicited write data, which the initiator sends unasked.
+	DataBytes            int64
+	UnsolicitedDataBytes int64
 }
 
 // serverStats holds the counters behind Stats; each is updated where its
@@ -34,6 +43,8 @@ type serverStats struct {
 	loginTimeouts                                   atomic.Uint64
 	logins, loginRefusals                           atomic.Uint64
 	refusedSessionsPerInitiator                     atomic.Uint64
+	dataWaits, cmdSNGapTimeouts                     atomic.Uint64
+	unsolicitedBytes                                atomic.Int64
 }
 
 // Stats returns the Server's counters and gauges.
@@ -48,6 +59,10 @@ func (s *Server) Stats() Stats {
 		Logins:                      st.logins.Load(),
 		LoginRefusals:               st.loginRefusals.Load(),
 		RefusedSessionsPerInitiator: st.refusedSessionsPerInitiator.Load(),
+		DataWaits:                   st.dataWaits.Load(),
+		CmdSNGapTimeouts:            st.cmdSNGapTimeouts.Load(),
+		DataBytes:                   s.budget.held.Load(),
+		UnsolicitedDataBytes:        st.unsolicitedBytes.Load(),
 	}
 	s.mu.Lock()
 	out.Connections = int64(len(s.conns))

@@ -25,6 +25,9 @@ type task struct {
 	cdbLen      int
 	bidiLen     uint32
 
+	// inBuf's memory (its cost) is always taken from the data budgets;
+	// outBuf's when outGated, else it counts as unsolicited data the
+	// initiator sent unasked.
 	inBuf, outBuf *pbuf
 
 	// Data-Out state (RFC 7143 11.7, 11.8).
@@ -42,12 +45,14 @@ type task struct {
 	// with CHECK CONDITION (RFC 7143 7.8.2 option b).
 	dataErr bool
 
-	delivered bool // passed CmdSN ordering
-	counted   bool // counted in conn.inflight
-	running   bool
-	aborted   bool
-	retired   bool
-	waiters   []*tmfWait
+	outGated    bool // outBuf's cost was taken from the data budgets
+	dataWaiting bool // in conn.dataWait
+	delivered   bool // passed CmdSN ordering
+	counted     bool // counted in conn.inflight
+	running     bool
+	aborted     bool
+	retired     bool
+	waiters     []*tmfWait
 
 	cmd    scsi.Command
 	router scsi.Router
@@ -191,8 +196,11 @@ func (c *conn) handleSCSICmd(p *SCSICmd, raw *rawPDU) error {
 		// stray EDTL as zero rather than buffering for it.
 		edtl = 0
 	}
-	if edtl > maxTransferLength || (p.HasBidiReadLength && p.BidiReadLength > maxTransferLength) {
-		return reject(RejectInvalidField, "scsi_edtl_too_large", fmt.Sprintf("EDTL %d beyond %d", edtl, maxTransferLength))
+	// The data of one command is buffered whole, so its length is bounded
+	// by maxTransferLength (the most any LU advertises in its Block Limits
+	// VPD page, scsi.MaxTransferBytesLimit) and by the data budgets.
+	if edtl > c.maxEDTL || (p.HasBidiReadLength && p.BidiReadLength > c.maxEDTL) {
+		return reject(RejectInvalidField, "scsi_edtl_too_large", fmt.Sprintf("EDTL %d beyond %d", edtl, c.maxEDTL))
 	}
 
 	t := &task{
@@ -205,26 +213,14 @@ func (c *conn) handleSCSICmd(p *SCSICmd, raw *rawPDU) error {
 		t.extCDB = append([]byte(nil), p.CDB...)
 	}
 	if t.read {
-		n := edtl
+		// The read buffer is allocated when the command runs
+		// (runWhenReady), under the data budgets.
+		t.bidiLen = edtl
 		if t.write {
-			n = p.BidiReadLength
-		}
-		t.bidiLen = n
-		if n > 0 {
-			t.inBuf = c.pool.get(int(n))
+			t.bidiLen = p.BidiReadLength
 		}
 	}
 	if t.write {
-		switch {
-		case len(p.Data) > 0 && uint32(len(p.Data)) == edtl && raw.buf != nil:
-			// All the data came as immediate data: the reader's buffer
-			// becomes the write buffer, no copy.
-			t.outBuf, raw.buf = raw.buf, nil
-			t.outBuf.b = t.outBuf.b[:edtl]
-		case edtl > 0:
-			t.outBuf = c.pool.get(int(edtl))
-			copy(t.outBuf.b, p.Data)
-		}
 		t.received = uint32(len(p.Data))
 		t.unsolLimit = min(c.params.FirstBurstLength, edtl)
 		// RFC 7143 11.3.1 F bit: "when set to 1 it indicates that no
@@ -232,6 +228,19 @@ func (c *conn) handleSCSICmd(p *SCSICmd, raw *rawPDU) error {
 		// none may follow anyway (13.10).
 		t.unsolExpected = !p.Final && !c.params.InitialR2T && t.received < t.unsolLimit
 		t.r2tNext = t.received
+		// Only the data the initiator may send unasked is buffered now;
+		// the rest when R2Ts solicit it (advanceWrite), under the budgets.
+		switch {
+		case len(p.Data) > 0 && !t.unsolExpected && raw.buf != nil:
+			// The reader's buffer becomes the write buffer, no copy: all
+			// the data, or its immediate part.
+			t.outBuf, raw.buf = raw.buf, nil
+			t.outBuf.b = t.outBuf.b[:len(p.Data)]
+		case t.unsolExpected || len(p.Data) > 0:
+			t.outBuf = c.pool.get(int(max(t.unsolLimit, t.received)))
+			copy(t.outBuf.b, p.Data)
+		}
+		c.srv.stats.unsolicitedBytes.Add(t.outBuf.cost())
 	}
 	c.tasks[p.ITT] = t
 	if p.Immediate {
@@ -294,11 +303,17 @@ func (c *conn) advanceWrite(t *task) error {
 		return nil
 	}
 	if !t.write || t.received >= t.edtl {
-		c.execute(t)
-		return nil
+		return c.runWhenReady(t)
 	}
 	if t.unsolExpected {
 		return nil
+	}
+	if t.needsWriteBuf() {
+		// Room for the whole transfer before the first R2T: the initiator
+		// sends no solicited data we have not made room for.
+		if !c.reserveData(t) {
+			return nil
+		}
 	}
 	// RFC 7143 13.17: at most MaxOutstandingR2T R2Ts per task, each asking
 	// for at most MaxBurstLength bytes (13.13).
@@ -425,6 +440,123 @@ func (c *conn) handleDataOut(p *DataOut) error {
 		return &ConnError{Reason: "F bit before the R2T's data was complete"}
 	}
 	return c.advanceWrite(t)
+}
+
+// runWhenReady executes the task once its read buffer, if it needs one,
+// fits under the data budgets.
+func (c *conn) runWhenReady(t *task) error {
+	if t.read && t.bidiLen > 0 && t.inBuf == nil {
+		if !c.reserveData(t) {
+			return nil
+		}
+	}
+	c.execute(t)
+	return nil
+}
+
+// needsWriteBuf reports that the write buffer cannot take the data still
+// to be solicited.
+func (t *task) needsWriteBuf() bool {
+	return t.write && t.received < t.edtl && (t.outBuf == nil || uint32(len(t.outBuf.b)) < t.edtl)
+}
+
+// dataNeed is the size of the task's next buffer: the whole write buffer
+// before its R2Ts, else its read buffer.
+func (t *task) dataNeed() int {
+	if t.needsWriteBuf() {
+		return int(t.edtl)
+	}
+	return int(t.bidiLen)
+}
+
+// reserveData takes room for the task's next buffer from the session's
+// and the Server's data budgets and allocates it. When there is no room,
+// or tasks already wait (they are served in order), the task joins the
+// queue and reserveData returns false; retryData resumes it.
+func (c *conn) reserveData(t *task) bool {
+	if t.dataWaiting {
+		return false
+	}
+	if len(c.dataWait) == 0 && c.takeData(bufCost(t.dataNeed())) {
+		c.grantData(t)
+		return true
+	}
+	t.dataWaiting = true
+	c.dataWait = append(c.dataWait, t)
+	c.srv.stats.dataWaits.Add(1)
+	countError("data_budget_wait")
+	c.armDataWait()
+	c.dataRetry = true // room may have come back before the channels were armed
+	return false
+}
+
+// takeData takes n bytes from both budgets, or none.
+func (c *conn) takeData(n int64) bool {
+	if !c.budget.tryTake(n) {
+		return false
+	}
+	if !c.srv.budget.tryTake(n) {
+		c.budget.give(n)
+		return false
+	}
+	return true
+}
+
+// giveData returns bytes to both budgets. The writer calls it too.
+func (c *conn) giveData(n int64) {
+	if n != 0 {
+		c.budget.give(n)
+		c.srv.budget.give(n)
+	}
+}
+
+func (c *conn) armDataWait() {
+	c.connFreed, c.srvFreed = c.budget.wait(), c.srv.budget.wait()
+}
+
+// grantData allocates the buffer dataNeed named, its room already taken.
+func (c *conn) grantData(t *task) {
+	n := t.dataNeed()
+	if t.needsWriteBuf() {
+		b := c.pool.get(n)
+		if t.outBuf != nil {
+			copy(b.b, t.outBuf.b[:t.received])
+			c.pool.put(t.outBuf)
+		}
+		c.srv.stats.unsolicitedBytes.Add(-t.outBuf.cost())
+		t.outBuf, t.outGated = b, true
+		// The Data-Out timeout runs from the first R2T, not from the
+		// command's arrival.
+		t.lastData = time.Now()
+		return
+	}
+	t.inBuf = c.pool.get(n)
+}
+
+// retryData serves the tasks waiting for room, in order, until one does
+// not fit.
+func (c *conn) retryData() error {
+	c.dataRetry = false
+	c.connFreed, c.srvFreed = nil, nil
+	for len(c.dataWait) > 0 {
+		t := c.dataWait[0]
+		c.armDataWait()
+		if !c.takeData(bufCost(t.dataNeed())) {
+			return nil
+		}
+		c.dataWait[0] = nil
+		c.dataWait = c.dataWait[1:]
+		t.dataWaiting = false
+		c.grantData(t)
+		// On with the task: R2Ts for the write data, or execution.
+		if err := c.advanceWrite(t); err != nil {
+			return err
+		}
+	}
+	c.connFreed, c.srvFreed = nil, nil
+	c.dataWait = nil
+	c.updateWindow()
+	return nil
 }
 
 // execute hands the task to a worker. The CmdSN window bounds how many run.
@@ -567,11 +699,11 @@ func (c *conn) respond(t *task) {
 				seq.status = resp.Status
 				seq.statSN = c.takeStatSN()
 				seq.overflow, seq.underflow, seq.residual = over, under, resid
-				c.push(outItem{seq: seq, buf: t.inBuf})
+				c.push(outItem{seq: seq, buf: t.inBuf, held: t.inBuf.cost()})
 				t.inBuf = nil
 				return
 			}
-			c.push(outItem{seq: seq, buf: t.inBuf})
+			c.push(outItem{seq: seq, buf: t.inBuf, held: t.inBuf.cost()})
 			t.inBuf = nil
 		}
 	}
@@ -591,6 +723,7 @@ func (c *conn) respond(t *task) {
 		r.Data = buf.b
 	}
 	c.push(outItem{pdu: r, buf: buf})
+	c.giveData(t.inBuf.cost())
 	c.pool.put(t.inBuf)
 	t.inBuf = nil
 }
@@ -612,14 +745,30 @@ func (c *conn) releaseTask(t *task) {
 	if t.immediate && t.delivered {
 		c.immediate--
 	}
+	if t.dataWaiting {
+		t.dataWaiting = false
+		for k, w := range c.dataWait {
+			if w == t {
+				c.dataWait = append(c.dataWait[:k], c.dataWait[k+1:]...)
+				break
+			}
+		}
+		c.dataRetry = true // the task behind it may fit
+	}
 	if t.counted {
 		t.counted = false
 		c.inflight--
 		c.updateWindow()
 	}
+	if t.outGated {
+		c.giveData(t.outBuf.cost())
+	} else if t.outBuf != nil {
+		c.srv.stats.unsolicitedBytes.Add(-t.outBuf.cost())
+	}
 	c.pool.put(t.outBuf)
-	t.outBuf = nil
+	t.outBuf, t.outGated = nil, false
 	if t.aborted {
+		c.giveData(t.inBuf.cost())
 		c.pool.put(t.inBuf)
 		t.inBuf = nil
 	}

@@ -11,8 +11,10 @@ import (
 type outItem struct {
 	pdu PDU
 	seq *dataInSeq
-	// buf is returned to the pool once the item is on the wire.
-	buf *pbuf
+	// buf is returned to the pool once the item is on the wire, and held
+	// bytes to the data budgets.
+	buf  *pbuf
+	held int64
 	// digestsOn switches CRC32C on for every later PDU: the final Login
 	// Response itself goes out without digests (RFC 7143 13.1).
 	digestsOn             bool
@@ -150,10 +152,13 @@ func (c *conn) writeLoop() {
 			}
 		}
 		w.flush()
+		var held int64
 		for i := range batch {
 			c.pool.put(batch[i].buf)
+			held += batch[i].held
 			batch[i] = outItem{}
 		}
+		c.giveData(held) // once per batch: the budgets are shared with the loop
 		if w.failed && !deadClosed {
 			deadClosed = true
 			close(c.wq.dead)
