@@ -30,7 +30,7 @@ type Options struct {
 	// with PeerAddr. The gateway derives it from the cluster's secret key,
 	// so it is never stored.
 	PeerSecret []byte
-	Logger   *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Cluster is one gateway's part in the cluster-wide state: its lease, the

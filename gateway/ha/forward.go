@@ -50,7 +50,7 @@ func openPeerLink(ctx context.Context, cli *clientv3.Client, statePrefix, self, 
 	if err != nil {
 		return nil, fmt.Errorf("ha: peer link: %w", err)
 	}
-	return &peerLink{ln: ln, public: publicAddr(self, ln.Addr()), server: &peer.Server{Secret: secret, Log: log}, client: &peer.Client{Secret: secret}, log: log}, nil
+	return &peerLink{ln: ln, public: publicAddr(self, ln.Addr()), server: &peer.Server{Secret: secret, Self: self, Log: log}, client: &peer.Client{Secret: secret, Self: self}, log: log}, nil
 }
 
 // publicAddr is the address to publish for a link listening on a: a, or

@@ -22,7 +22,10 @@ const cancelDrainTimeout = 10 * time.Second
 // Client forwards commands to other gateways, one connection per gateway
 // address, opened on first use and again after a failure.
 type Client struct {
+	// Secret is the cluster's peer secret; Self is this gateway's name,
+	// bound into each session's keys.
 	Secret []byte
+	Self   string
 
 	mu     sync.Mutex
 	conns  map[string]*clientConn
@@ -117,7 +120,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	stop := context.AfterFunc(dctx, func() { nc.SetDeadline(time.Now()) })
-	err = clientHandshake(nc, c.Secret)
+	sess, err := clientHandshake(nc, c.Secret, c.Self)
 	if !stop() || err != nil {
 		nc.Close()
 		if err == nil {
@@ -125,7 +128,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 		}
 		return nil, err
 	}
-	cc := &clientConn{c: nc, pending: map[uint64]chan result{}}
+	cc := &clientConn{c: nc, sess: sess, pending: map[uint64]chan result{}}
 	go cc.readLoop()
 
 	c.mu.Lock()
@@ -154,8 +157,8 @@ type result struct {
 
 // clientConn is one connection to another gateway.
 type clientConn struct {
-	c   net.Conn
-	wmu sync.Mutex
+	c    net.Conn
+	sess *session
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -186,7 +189,7 @@ func (cc *clientConn) fail(err error) {
 
 func (cc *clientConn) readLoop() {
 	for {
-		f, err := readFrame(cc.c)
+		f, err := cc.sess.readFrame()
 		if err != nil {
 			cc.fail(fmt.Errorf("peer: connection to %s: %w", cc.c.RemoteAddr(), err))
 			return
@@ -199,13 +202,6 @@ func (cc *clientConn) readLoop() {
 			ch <- result{f: f}
 		}
 	}
-}
-
-func (cc *clientConn) write(bufs net.Buffers) error {
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
-	_, err := bufs.WriteTo(cc.c)
-	return err
 }
 
 func (cc *clientConn) do(ctx context.Context, head []byte, cmd *scsi.Command) (scsi.Response, error) {
@@ -221,11 +217,7 @@ func (cc *clientConn) do(ctx context.Context, head []byte, cmd *scsi.Command) (s
 	cc.pending[id] = ch
 	cc.mu.Unlock()
 
-	bufs := net.Buffers{header(kindCommand, id, len(head)+len(cmd.DataOut)), head}
-	if len(cmd.DataOut) > 0 {
-		bufs = append(bufs, cmd.DataOut)
-	}
-	if err := cc.write(bufs); err != nil {
+	if err := cc.sess.writeFrame(kindCommand, id, head, cmd.DataOut); err != nil {
 		cc.fail(fmt.Errorf("peer: connection to %s: %w", cc.c.RemoteAddr(), err))
 		return scsi.Response{}, err
 	}
@@ -233,7 +225,7 @@ func (cc *clientConn) do(ctx context.Context, head []byte, cmd *scsi.Command) (s
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
-		_ = cc.write(net.Buffers{header(kindCancel, id, 0)})
+		_ = cc.sess.writeFrame(kindCancel, id)
 		t := time.NewTimer(cancelDrainTimeout)
 		select {
 		case r = <-ch:

@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"bytes"
+	"net"
 	"testing"
 
 	"github.com/rbdgw/rbdgw/scsi"
@@ -44,6 +46,38 @@ func FuzzDecodeResponse(f *testing.F) {
 		resp, err := decodeResponse(body, buf)
 		if err == nil && resp.DataLen > n {
 			t.Fatalf("DataLen %d beyond a buffer of %d", resp.DataLen, n)
+		}
+	})
+}
+
+// readerConn is a net.Conn that reads from a byte slice.
+type readerConn struct {
+	net.Conn
+	r *bytes.Reader
+}
+
+func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// FuzzSessionReadFrame: bytes from a peer that does not hold the session
+// key never open as a frame and never panic; a genuine frame opens once.
+func FuzzSessionReadFrame(f *testing.F) {
+	key := []byte("fuzz transcript")
+	w, _ := newSession(nil, secret, key, "a", true)
+	genuine := sealed(w, kindCancel, 3)
+	f.Add(genuine)
+	f.Add(append(genuine, genuine...))
+	f.Add([]byte{0, 0, 0, 9})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, _ := newSession(readerConn{r: bytes.NewReader(in)}, secret, key, "b", false)
+		for i := 0; ; i++ {
+			fr, err := r.readFrame()
+			if err != nil {
+				return
+			}
+			if i > 0 || !bytes.HasPrefix(in, genuine) || fr.kind != kindCancel || fr.id != 3 {
+				t.Fatalf("frame %d opened from bytes not sealed with the key: %+v", i, fr)
+			}
 		}
 	})
 }

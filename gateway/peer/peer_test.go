@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 // echoLU answers reads with the last write and records what it saw.
 type echoLU struct {
 	last   atomic.Pointer[scsi.Command]
+	writes atomic.Int32
 	block  chan struct{} // when set, commands wait for it or their ctx
 	ctxErr atomic.Value
 }
@@ -32,6 +34,7 @@ func (e *echoLU) ExecuteForwarded(ctx context.Context, cmd *scsi.Command) scsi.R
 		c := *cmd
 		c.DataOut = bytes.Clone(cmd.DataOut)
 		e.last.Store(&c)
+		e.writes.Add(1)
 		return scsi.Response{Status: scsi.StatusGood, TransferLength: len(cmd.DataOut)}
 	}
 	prev := e.last.Load()
@@ -183,20 +186,160 @@ func TestMalformedFramesDropTheConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := clientHandshake(nc, secret); err != nil {
+	sess, err := clientHandshake(nc, secret, "gw-test")
+	if err != nil {
 		t.Fatal(err)
 	}
-	body := []byte{0, 3, 'l', 'u'} // string length beyond the body
-	nc.Write(append(header(kindCommand, 1, len(body)), body...))
+	sess.writeFrame(kindCommand, 1, []byte{0, 3, 'l', 'u'}) // string length beyond the body
 	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := readFrame(nc); err == nil {
+	if _, err := sess.readFrame(); err == nil {
 		t.Fatal("the server answered a malformed command")
 	}
-	c := &Client{Secret: secret}
+	stillServes(t, addr)
+}
+
+// stillServes checks a well-behaved gateway still gets its commands run.
+func stillServes(t *testing.T, addr string) {
+	t.Helper()
+	c := &Client{Secret: secret, Self: "gw-good"}
 	defer c.Close()
 	wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: make([]byte, 512)}
 	if resp, err := c.Forward(context.Background(), addr, "lu0", wr); err != nil || resp.Status != scsi.StatusGood {
-		t.Fatalf("after a malformed peer: %+v %v", resp, err)
+		t.Fatalf("after a misbehaving peer: %+v %v", resp, err)
+	}
+}
+
+// captureConn records what a session writes instead of sending it.
+type captureConn struct {
+	net.Conn
+	out bytes.Buffer
+}
+
+func (c *captureConn) Write(b []byte) (int, error) { return c.out.Write(b) }
+
+// sealed returns the bytes sess would send for one frame, advancing its
+// counter as sending would.
+func sealed(sess *session, kind byte, id uint64, parts ...[]byte) []byte {
+	real := sess.c
+	cc := &captureConn{Conn: real}
+	sess.c = cc
+	sess.writeFrame(kind, id, parts...)
+	sess.c = real
+	return cc.out.Bytes()
+}
+
+// Every frame after the handshake is authenticated: one altered bit, a
+// frame sent twice (replay) or frames swapped end the link, and the
+// forwarded write never runs. Other gateways are still served.
+func TestTamperedOrReplayedFramesEndTheLink(t *testing.T) {
+	for name, send := range map[string]func(sess *session, nc net.Conn, frame func() []byte){
+		"bit flipped in the data": func(sess *session, nc net.Conn, frame func() []byte) {
+			f := frame()
+			f[len(f)-40] ^= 1
+			nc.Write(f)
+		},
+		"bit flipped in the length": func(sess *session, nc net.Conn, frame func() []byte) {
+			f := frame()
+			f[3] ^= 1
+			nc.Write(f)
+		},
+		"replayed": func(sess *session, nc net.Conn, frame func() []byte) {
+			f := frame()
+			nc.Write(f)
+			nc.Write(f)
+		},
+		"reordered": func(sess *session, nc net.Conn, frame func() []byte) {
+			f1, f2 := frame(), frame()
+			nc.Write(f2)
+			nc.Write(f1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			lu := &echoLU{}
+			_, addr := startServer(t, lu)
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			sess, err := clientHandshake(nc, secret, "gw-mallory")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: bytes.Repeat([]byte{0xEE}, 512)}
+			head, _ := encodeCommand("lu0", wr)
+			id := uint64(0)
+			send(sess, nc, func() []byte { id++; return sealed(sess, kindCommand, id, head, wr.DataOut) })
+			// The server ends the link: reading sees EOF or a reset,
+			// never an answer to a tampered command. (A frame before the
+			// bad one may have been answered.)
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				f, err := sess.readFrame()
+				if err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatal("the server kept the link open after a bad frame")
+					}
+					break
+				}
+				if name != "replayed" || f.id != 1 {
+					t.Fatalf("answered frame %d after a bad frame", f.id)
+				}
+			}
+			if want := map[bool]int32{true: 1, false: 0}[name == "replayed"]; lu.writes.Load() != want {
+				t.Fatalf("the write ran %d times, want %d", lu.writes.Load(), want)
+			}
+			stillServes(t, addr)
+		})
+	}
+}
+
+// A session's keys bind both names and both nonces: two sessions of the
+// same pair never share keys, and each direction has its own.
+func TestSessionKeysAreFreshAndPerDirection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (*session, *session) {
+		done := make(chan *session, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- nil
+				return
+			}
+			s, _ := serverHandshake(c, secret, "gw-b")
+			done <- s
+		}()
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := clientHandshake(nc, secret, "gw-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss := <-done
+		if ss == nil || ss.peer != "gw-a" || cs.peer != "gw-b" {
+			t.Fatalf("names: server sees %v, client sees %q", ss, cs.peer)
+		}
+		t.Cleanup(func() { cs.c.Close(); ss.c.Close() })
+		return cs, ss
+	}
+	c1, _ := pair()
+	c2, _ := pair()
+	f1 := sealed(c1, kindCancel, 7)
+	f2 := sealed(c2, kindCancel, 7)
+	if bytes.Equal(f1, f2) {
+		t.Fatal("two sessions sealed the same frame alike")
+	}
+	// A frame the client sealed does not open as one from the server
+	// (reflection).
+	plain := append([]byte(nil), f1[4:]...)
+	if _, err := c1.rd.Open(nil, seqNonce(c1.rd, 0), plain, f1[:4]); err == nil {
+		t.Fatal("a client frame opens with the server-to-client key")
 	}
 }
 
@@ -253,5 +396,40 @@ func TestDropAbandonsAHangingHandshake(t *testing.T) {
 		}
 	case <-time.After(dialTimeout + time.Second):
 		t.Fatal("Drop did not end the hanging handshake")
+	}
+}
+
+// flakyListener fails its first Accepts as a process out of descriptors
+// does, then accepts for real.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Accept failing with EMFILE slows the peer link down; it does not end it.
+func TestAcceptErrorsDoNotEndTheServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.fails.Store(5)
+	lu := &echoLU{}
+	s := &Server{Secret: secret, Self: "gw-b", Resolve: func(string) (Executor, bool) { return lu, true }}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(fl) }()
+	t.Cleanup(func() { s.Close() })
+	stillServes(t, ln.Addr().String())
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned after accept errors: %v", err)
+	default:
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/rbdgw/rbdgw/scsi"
 )
@@ -20,10 +21,25 @@ type Executor interface {
 // own command windows keep it far lower in practice.
 const maxInFlightPerConn = 1024
 
+// maxConns bounds the connections a Server holds, handshaking or
+// authenticated: a cluster has a handful of gateways, each keeping one
+// connection, so anything near this is a flood.
+const maxConns = 64
+
+// Accept backs off between these bounds when accepting fails (EMFILE,
+// ENFILE, ECONNABORTED...): a descriptor shortage must slow the link, not
+// end it.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 // Server executes the commands other gateways forward to this one.
 type Server struct {
-	// Secret is the cluster's peer secret.
+	// Secret is the cluster's peer secret; Self is this gateway's name,
+	// bound into each session's keys.
 	Secret []byte
+	Self   string
 	// Resolve finds the LU a command names (its WWN key); false when this
 	// gateway does not serve it.
 	Resolve func(lu string) (Executor, bool)
@@ -49,26 +65,37 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns = map[net.Conn]struct{}{}
 	}
 	s.mu.Unlock()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
-			if closed {
+			if closed || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Only a closed listener ends the link; anything else is
+			// waited out.
+			if backoff == 0 {
+				s.log().Warn("peer link: accept failed; backing off", "err", err)
 			}
-			return err
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
 			return nil
+		}
+		if len(s.conns) >= maxConns {
+			s.mu.Unlock()
+			s.log().Warn("peer link: connection refused, too many connections", "remote", c.RemoteAddr().String(), "max", maxConns)
+			c.Close()
+			continue
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
@@ -102,9 +129,8 @@ func (s *Server) log() *slog.Logger {
 
 // serverConn is one authenticated connection from another gateway.
 type serverConn struct {
-	s   *Server
-	c   net.Conn
-	wmu sync.Mutex // serialises frames written
+	s    *Server
+	sess *session
 
 	mu      sync.Mutex
 	running map[uint64]context.CancelFunc
@@ -118,11 +144,13 @@ func (s *Server) serveConn(c net.Conn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
-	if err := serverHandshake(c, s.Secret); err != nil {
+	sess, err := serverHandshake(c, s.Secret, s.Self)
+	if err != nil {
 		s.log().Warn("peer link refused", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
-	sc := &serverConn{s: s, c: c, running: map[uint64]context.CancelFunc{}}
+	s.log().Debug("peer link up", "remote", c.RemoteAddr().String(), "peer", sess.peer)
+	sc := &serverConn{s: s, sess: sess, running: map[uint64]context.CancelFunc{}}
 	ctx, cancelAll := context.WithCancel(context.Background())
 	var cmds sync.WaitGroup
 	defer func() {
@@ -133,7 +161,11 @@ func (s *Server) serveConn(c net.Conn) {
 	}()
 	slots := make(chan struct{}, maxInFlightPerConn)
 	for {
-		f, err := readFrame(c)
+		f, err := sess.readFrame()
+		if errors.Is(err, errTampered) || errors.Is(err, errMalformed) {
+			s.log().Warn("peer link: dropping a connection whose frame failed", "remote", c.RemoteAddr().String(), "peer", sess.peer, "err", err)
+			return
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				s.log().Debug("peer link closed", "remote", c.RemoteAddr().String(), "err", err)
@@ -187,7 +219,7 @@ func (sc *serverConn) run(ctx context.Context, id uint64, q request) {
 	if !ok {
 		e := encoder{}
 		e.str("this gateway does not serve LU " + q.lu)
-		sc.write(header(kindRefused, id, len(e.b)), e.b, nil)
+		sc.write(kindRefused, id, e.b)
 		return
 	}
 	if q.cmd.Dir&scsi.DirRead != 0 {
@@ -197,21 +229,13 @@ func (sc *serverConn) run(ctx context.Context, id uint64, q request) {
 	if resp.DataLen > len(q.cmd.DataIn) {
 		resp.DataLen = len(q.cmd.DataIn)
 	}
-	head := encodeResponse(resp)
-	data := q.cmd.DataIn[:resp.DataLen]
-	sc.write(header(kindResponse, id, len(head)+len(data)), head, data)
+	sc.write(kindResponse, id, encodeResponse(resp), q.cmd.DataIn[:resp.DataLen])
 }
 
 // write sends one frame; a failed write closes the connection (the reader
 // then ends and cancels what is still running).
-func (sc *serverConn) write(h, head, data []byte) {
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
-	bufs := net.Buffers{h, head}
-	if len(data) > 0 {
-		bufs = append(bufs, data)
-	}
-	if _, err := bufs.WriteTo(sc.c); err != nil {
-		sc.c.Close()
+func (sc *serverConn) write(kind byte, id uint64, parts ...[]byte) {
+	if err := sc.sess.writeFrame(kind, id, parts...); err != nil {
+		sc.sess.c.Close()
 	}
 }

@@ -1,13 +1,15 @@
 // Package peer is the link between gateways that carries SCSI commands
 // from a gateway that does not own an LU to the one that does (see
 // scsi.Forwarder): a TCP connection per pair of gateways, authenticated
-// both ways with a secret the cluster keeps in etcd, on which many
+// both ways with a secret derived from the cluster's key, every frame
+// sealed (AES-256-GCM, a key per direction and session), on which many
 // commands are in flight at once and complete in any order.
 //
 // Wire format, all integers big-endian. After the handshake (auth.go)
-// each direction is a stream of frames:
+// each direction is a stream of sealed frames, u32 sealed length |
+// sealed bytes (the length is authenticated too), which open to:
 //
-//	u32 body length | u8 kind | u64 id | body
+//	u8 kind | u64 id | body
 //
 // kindCommand (client to server) carries one command:
 //
@@ -31,7 +33,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/rbdgw/rbdgw/scsi"
 )
@@ -43,8 +44,8 @@ const (
 	kindRefused  = 4
 )
 
-// frameHeaderLen is the length, kind and id of a frame.
-const frameHeaderLen = 4 + 1 + 8
+// frameKindIDLen is the kind and id that open every frame.
+const frameKindIDLen = 1 + 8
 
 // maxData bounds the Data-Out or Data-In of one command: what the iSCSI
 // target accepts per command.
@@ -66,32 +67,6 @@ type frame struct {
 	kind byte
 	id   uint64
 	body []byte
-}
-
-// readFrame reads one frame; body is a fresh slice the caller owns.
-func readFrame(r io.Reader) (frame, error) {
-	var h [frameHeaderLen]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return frame{}, err
-	}
-	n := binary.BigEndian.Uint32(h[0:])
-	if n > maxBody {
-		return frame{}, fmt.Errorf("%w: body of %d bytes exceeds %d", errMalformed, n, maxBody)
-	}
-	f := frame{kind: h[4], id: binary.BigEndian.Uint64(h[5:]), body: make([]byte, n)}
-	if _, err := io.ReadFull(r, f.body); err != nil {
-		return frame{}, err
-	}
-	return f, nil
-}
-
-// header returns a frame header for a body of n bytes.
-func header(kind byte, id uint64, n int) []byte {
-	h := make([]byte, frameHeaderLen)
-	binary.BigEndian.PutUint32(h[0:], uint32(n))
-	h[4] = kind
-	binary.BigEndian.PutUint64(h[5:], id)
-	return h
 }
 
 // encoder appends to a byte slice.
