@@ -43,6 +43,10 @@ type Config struct {
 	// ImageRoots are the directories file: disks may live in (relative
 	// paths under the first); empty: <data_dir>/images.
 	ImageRoots []string
+	// Limits bound what initiators can make the portal hold
+	// (connections, logins, sessions, buffered data); zero fields take
+	// the target package's defaults.
+	Limits target.Limits
 	// Cluster, when set and the configuration lists gateways, is this
 	// gateway's membership of the cluster (ha.Join): every LU is owned by
 	// one gateway at a time and reached through ALUA port groups, and
@@ -168,7 +172,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 	if c.DiscoveryAuth.Enabled() {
 		disc = chapOf(c.DiscoveryAuth)
 	}
-	srv, err := target.NewServer(target.Config{Targets: targets, DiscoveryAuth: disc, Logger: log.With("component", "target")})
+	srv, err := target.NewServer(target.Config{Targets: targets, DiscoveryAuth: disc, Logger: log.With("component", "target"), Limits: cfg.Limits})
 	if err != nil {
 		return g, fmt.Errorf("gateway: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -209,4 +210,53 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	if code := <-done; code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
+}
+
+// TestServeLimitFlags: the portal caps given on the command line reach
+// the portal: with --max-prelogin-per-source 1 a second connection from
+// the same address is closed at once, and --login-timeout closes the
+// first when it does not log in.
+func TestServeLimitFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfgPath, []byte("portals: [\"127.0.0.1:0\"]\ndisks: [{name: d, backend: \"file:d.img\", size: 1M}]\n"+
+		"targets:\n  - {iqn: \"iqn.2026-11.io.rbdgw:limits\", acl: open, luns: [{lun_id: 0, disk: d}]}\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errOut := &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- Execute(ctx, []string{"serve", "--config", cfgPath, "--data-dir", dir,
+			"--max-prelogin-per-source", "1", "--login-timeout", "2s"},
+			IOStreams{In: strings.NewReader(""), Out: &syncBuffer{}, ErrOut: errOut})
+	}()
+	waitLog(t, errOut, "gateway started")
+	m := regexp.MustCompile(`gateway started"? portals="?\[(127\.0\.0\.1:\d+)`).FindStringSubmatch(errOut.String())
+	if m == nil {
+		t.Fatalf("no portal in the log:\n%s", errOut)
+	}
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
+	first, err := net.Dial("tcp", m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := net.Dial("tcp", m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if !closedWithin(second, 5*time.Second) {
+		t.Fatal("a second pre-login connection from one address stayed open")
+	}
+	if !closedWithin(first, 10*time.Second) {
+		t.Fatal("a connection that never logged in outlived --login-timeout")
+	}
+	cancel()
+	<-done
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/rbdgw/rbdgw/config"
 	"github.com/rbdgw/rbdgw/gateway"
 	"github.com/rbdgw/rbdgw/gateway/ha"
+	"github.com/rbdgw/rbdgw/target"
 )
 
 // ServeOptions are `rbdgw serve`'s flags and the state Complete derives.
@@ -19,7 +20,9 @@ type ServeOptions struct {
 	DataDir    string
 	Portals    []string
 	// ImageRoots are the only directories file: disks may use.
-	ImageRoots      []string
+	ImageRoots []string
+	// Limits are the portal's resource caps.
+	Limits          target.Limits
 	ShutdownTimeout time.Duration
 	// Store mode (no --config): where the cluster configuration lives,
 	// which gateway of it this process is, and a file to import first.
@@ -76,6 +79,7 @@ the disks and exits 0.`,
 	f.StringVar(&o.ConfigFile, "config", "", "configuration file (.yaml, .yml or .json); without it the cluster store is used")
 	f.StringVar(&o.DataDir, "data-dir", "", "data directory (overrides the file's data_dir; store mode default "+config.DefaultDataDir+")")
 	f.StringArrayVar(&o.Portals, "portal", nil, "portals (host:port; repeat for several): override the file's; in store mode, when the configuration lists no gateways (default "+config.DefaultPortal+")")
+	addLimitFlags(f, &o.Limits)
 	f.StringArrayVar(&o.ImageRoots, "image-root", nil, "directory that file: disk images may live in (repeat for several; relative file: paths are under the first); default <data-dir>/images")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for sessions to drain")
 	f.StringVar(&o.GatewayName, "gateway-name", "", "this gateway's name in the cluster configuration (default: the host name)")
@@ -170,7 +174,7 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 		return o.runFromStore(ctx, log)
 	}
 	log.Info("configuration loaded", "file", o.ConfigFile, "data_dir", o.cfg.DataDir, "portals", o.cfg.Portals)
-	return runGateway(ctx, gateway.Config{Config: o.cfg, ImageRoots: o.ImageRoots}, log, o.ShutdownTimeout, nil, func() (config.Config, error) {
+	return runGateway(ctx, gateway.Config{Config: o.cfg, ImageRoots: o.ImageRoots, Limits: o.Limits}, log, o.ShutdownTimeout, nil, func() (config.Config, error) {
 		// The same file and overrides as at start.
 		if err := o.Complete(); err != nil {
 			return config.Config{}, err

@@ -88,7 +88,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		}
 		return c.ForGateway(local)
 	}
-	gcfg := gateway.Config{Config: cfg, ImageRoots: o.ImageRoots}
+	gcfg := gateway.Config{Config: cfg, ImageRoots: o.ImageRoots, Limits: o.Limits}
 	if len(cfg.Gateways) > 0 {
 		// Several gateways serve the same LUs: join the cluster's
 		// ownership and reservation state (the gateway leaves it at
