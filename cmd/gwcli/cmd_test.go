@@ -272,3 +272,17 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("bad URL: %d", code)
 	}
 }
+
+// TestPasswordFile: the API password can come from a file (the one a
+// gateway generates), with the generated account's user name.
+func TestPasswordFile(t *testing.T) {
+	url, _ := startAPI(t, map[string]string{"admin": "from-a-file-pw"})
+	pw := filepath.Join(t.TempDir(), "api-password")
+	os.WriteFile(pw, []byte("from-a-file-pw\n"), 0o600)
+	if code, out, errOut := gw(t, "", "--url", url, "--password-file", pw, "ls"); code != 0 || !strings.Contains(out, "o- iscsi-targets") {
+		t.Fatalf("--password-file: %d %s %s", code, out, errOut)
+	}
+	if code, _, _ := gw(t, "", "--url", url, "ls"); code != gwcli.ExitFailure {
+		t.Fatalf("no credentials: exit %d, want %d", code, gwcli.ExitFailure)
+	}
+}

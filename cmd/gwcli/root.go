@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -23,28 +24,34 @@ type IOStreams struct {
 
 // Where settings come from when no flag gives them.
 const (
-	envURL       = "RBDGW_API_URL"
-	envUser      = "RBDGW_API_USER"
-	envPassword  = "RBDGW_API_PASSWORD"
-	defaultURL   = "http://127.0.0.1:5000"
-	settingsFile = ".gwcli.yaml"
-	historyFile  = ".gwcli_history"
-	bookmarkFile = ".gwcli_bookmarks.json"
+	envURL      = "RBDGW_API_URL"
+	envUser     = "RBDGW_API_USER"
+	envPassword = "RBDGW_API_PASSWORD"
+	defaultURL  = "http://127.0.0.1:5000"
+	// The account a gateway generates when given no --api-user, in its
+	// default data directory.
+	defaultUser         = "admin"
+	defaultPasswordFile = "/var/lib/rbdgw/api-password"
+	settingsFile        = ".gwcli.yaml"
+	historyFile         = ".gwcli_history"
+	bookmarkFile        = ".gwcli_bookmarks.json"
 )
 
 // Settings is ~/.gwcli.yaml.
 type Settings struct {
-	URL         string `yaml:"url"`
-	User        string `yaml:"user"`
-	Password    string `yaml:"password"`
-	CACert      string `yaml:"ca_cert"`
-	Fingerprint string `yaml:"fingerprint"`
-	Insecure    bool   `yaml:"insecure"`
+	URL          string `yaml:"url"`
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	CACert       string `yaml:"ca_cert"`
+	Fingerprint  string `yaml:"fingerprint"`
+	Insecure     bool   `yaml:"insecure"`
 }
 
 // Options are gwcli's flags.
 type Options struct {
 	URL, User, Password, CACert, Fingerprint string
+	PasswordFile                             string
 	Insecure, JSON                           bool
 	// Config is the settings file (default ~/.gwcli.yaml).
 	Config string
@@ -79,7 +86,9 @@ arguments, 3 the API could not be reached.
 
 The API address and credentials come from the flags, else
 $RBDGW_API_URL, $RBDGW_API_USER, $RBDGW_API_PASSWORD, else ~/.gwcli.yaml
-(url, user, password, ca_cert, fingerprint, insecure), else http://127.0.0.1:5000.`,
+(url, user, password, password_file, ca_cert, fingerprint, insecure); on a
+gateway's host without any of them, user admin with the password the
+gateway generated in /var/lib/rbdgw/api-password, else http://127.0.0.1:5000.`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -101,6 +110,7 @@ $RBDGW_API_URL, $RBDGW_API_USER, $RBDGW_API_PASSWORD, else ~/.gwcli.yaml
 	f.StringVar(&o.URL, "url", "", "API URL (default $"+envURL+", ~/.gwcli.yaml, "+defaultURL+")")
 	f.StringVarP(&o.User, "user", "u", "", "API user (default $"+envUser+")")
 	f.StringVarP(&o.Password, "password", "p", "", "API password (default $"+envPassword+")")
+	f.StringVar(&o.PasswordFile, "password-file", "", "read the API password from this file (default on a gateway's host: "+defaultPasswordFile+", user "+defaultUser+")")
 	f.StringVar(&o.CACert, "ca-cert", "", "PEM CA certificate to trust for an https API")
 	f.StringVar(&o.Fingerprint, "fingerprint", "", "trust an https API whose certificate has this SHA-256 fingerprint (the gateway logs it)")
 	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the API's TLS certificate")
@@ -141,10 +151,28 @@ func (o *Options) Complete() error {
 		}
 		return def
 	}
+	user, password := pick(o.User, envUser, s.User, ""), pick(o.Password, envPassword, s.Password, "")
+	pwFile := pick(o.PasswordFile, "", s.PasswordFile, "")
+	if pwFile == "" && user == "" && password == "" {
+		// On a gateway's host: the account the gateway generated.
+		if _, err := os.Stat(defaultPasswordFile); err == nil {
+			pwFile, user = defaultPasswordFile, defaultUser
+		}
+	}
+	if pwFile != "" && password == "" {
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			return &gwcli.ArgError{Msg: fmt.Sprintf("password file: %v", err)}
+		}
+		password = strings.TrimSpace(string(b))
+		if user == "" {
+			user = defaultUser
+		}
+	}
 	c, err := gwcli.NewClient(gwcli.ClientOptions{
 		URL:         pick(o.URL, envURL, s.URL, defaultURL),
-		User:        pick(o.User, envUser, s.User, ""),
-		Password:    pick(o.Password, envPassword, s.Password, ""),
+		User:        user,
+		Password:    password,
 		CACert:      pick(o.CACert, "", s.CACert, ""),
 		Fingerprint: pick(o.Fingerprint, "", s.Fingerprint, ""),
 		Insecure:    o.Insecure || s.Insecure,
