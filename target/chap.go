@@ -215,3 +215,18 @@ func (c *chapServer) verify(name, resp, mutualID, mutualChallenge string, hasI, 
 		{"CHAP_R", encodeHex(r)},
 	}, nil
 }
+
+// checksCHAPResponse reports that step carries the initiator's CHAP
+// response to the challenge the target sent (RFC 7143 12.1.3): the step
+// whose answer proves or disproves the secret.
+func (n *LoginNegotiator) checksCHAPResponse(step LoginStep) bool {
+	if n == nil || n.err != nil || n.chap.state != chapWaitReply {
+		return false
+	}
+	for _, kv := range step.Keys {
+		if kv.Key == "CHAP_R" {
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package target
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -206,6 +207,18 @@ func (c *conn) serve() {
 		c.log.Debug("iscsi connection closed", "err", err)
 	}
 	logout := errors.Is(err, errLogoutSession)
+	if se := c.sess; se != nil {
+		reason := "logout"
+		if !logout {
+			reason = fmt.Sprint(err)
+		}
+		lvl := slog.LevelInfo
+		if se.params.SessionType == SessionDiscovery {
+			lvl = slog.LevelDebug
+		}
+		c.srv.log.Log(context.Background(), lvl, "iscsi session closed", "initiator", se.key.initiator,
+			"source", c.nc.RemoteAddr().String(), "target", se.params.TargetName, "tsih", se.tsih, "reason", reason)
+	}
 	if logout {
 		// The session ends (steps 3 and 4) before its Logout Response
 		// leaves.
@@ -350,6 +363,10 @@ func (c *conn) loop() (err error) {
 				countError("login_timeout")
 				c.srv.stats.loginTimeouts.Add(1)
 				return &ConnError{Reason: "login timed out"}
+			}
+		case <-c.login.holdC:
+			if err := c.resumeLogin(); err != nil {
+				return err
 			}
 		case <-c.connFreed:
 			c.dataRetry = true

@@ -1,6 +1,12 @@
 package target
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
 
 // loginState is the serve loop's view of the login phase.
 type loginState struct {
@@ -16,6 +22,21 @@ type loginState struct {
 	reply   LoginReply // reply the pending text belongs to
 	csg     uint8
 	final   bool // the reply transits to full feature phase
+
+	// held is a CHAP response waiting for its turn to be checked, or a
+	// refusal waiting out the CHAP failure delay (authGuard); holdC fires
+	// when the wait is over.
+	held  *heldLogin
+	holdC <-chan time.Time
+	// refusalLogged: the refusal was logged where it was decided.
+	refusalLogged bool
+}
+
+// heldLogin is a login step or a refusal held by the CHAP failure delay.
+type heldLogin struct {
+	step LoginStep
+	csg  uint8
+	fail *LoginError
 }
 
 // Login status classes/details (RFC 7143 11.13.5).
@@ -32,6 +53,12 @@ const iscsiVersion = 0x00 // RFC 7143 11.12.4: the only version is 0x00
 
 func (c *conn) handleLogin(p *LoginReq) error {
 	ls := &c.login
+	if ls.held != nil {
+		// RFC 7143 6.2: the initiator waits for the Login Response before
+		// its next Login Request.
+		countError("login_request_while_held")
+		return &ConnError{Reason: "Login Request before the Login Response"}
+	}
 	if !ls.started {
 		ls.started = true
 		ls.isid, ls.tsih, ls.cid, ls.itt = p.ISID, p.TSIH, p.CID, p.ITT
@@ -105,12 +132,81 @@ func (c *conn) handleLogin(p *LoginReq) error {
 		countError("login_bad_text")
 		return c.loginFail(loginErrInit)
 	}
-	reply, lerr := ls.neg.Step(LoginStep{CSG: Stage(p.CSG), NSG: Stage(p.NSG), Transit: p.Transit, Keys: kvs})
+	step := LoginStep{CSG: Stage(p.CSG), NSG: Stage(p.NSG), Transit: p.Transit, Keys: kvs}
+	if !ls.neg.checksCHAPResponse(step) {
+		return c.loginStep(step, p.CSG, false)
+	}
+	// A CHAP response: its check waits for its turn (authGuard).
+	wait, ok := c.srv.auth.admit(ls.neg.params.InitiatorName, c.src, time.Now())
+	if !ok {
+		// Its turn is too far away: refused unchecked, which tells a
+		// guesser nothing.
+		countError("login_chap_refused_unchecked")
+		c.srv.stats.authFailures.Add(1)
+		ls.refusalLogged = true // part of a burst the guard logs
+		return c.loginFail(ErrAuthFailure("too many failed CHAP responses; retry later"))
+	}
+	if wait > 0 {
+		c.holdLogin(wait, &heldLogin{step: step, csg: p.CSG})
+		return nil
+	}
+	return c.loginStep(step, p.CSG, true)
+}
+
+// holdLogin parks a step or a refusal until wait has passed; the serve
+// loop resumes it (resumeLogin). Only this connection waits.
+func (c *conn) holdLogin(wait time.Duration, h *heldLogin) {
+	countError("login_auth_delay")
+	c.srv.stats.authDelays.Add(1)
+	c.login.held = h
+	c.login.holdC = time.After(wait)
+}
+
+// resumeLogin runs the step or sends the refusal holdLogin parked.
+func (c *conn) resumeLogin() error {
+	h := c.login.held
+	c.login.held, c.login.holdC = nil, nil
+	if h == nil {
+		return nil
+	}
+	if h.fail != nil {
+		return c.loginFail(h.fail)
+	}
+	return c.loginStep(h.step, h.csg, true)
+}
+
+// loginStep runs one complete Login Request through the negotiator and
+// answers it. chapChecked says the step carries a CHAP response the
+// authGuard admitted.
+func (c *conn) loginStep(step LoginStep, csg uint8, chapChecked bool) error {
+	ls := &c.login
+	reply, lerr := ls.neg.Step(step)
+	if chapChecked {
+		name := ls.neg.params.InitiatorName
+		if ls.neg.chap.state == chapDone {
+			// The secret was proven, whatever else the step got wrong.
+			c.srv.auth.succeeded(name, c.src)
+		} else if lerr != nil && lerr.Status() == StatusAuthenticationFailure {
+			c.srv.stats.authFailures.Add(1)
+			ls.refusalLogged = true
+			countError("login_chap_failed")
+			// RFC 7143 11.13.5: 0x0201 "Authentication failure", after
+			// the delay that makes guessing slow.
+			if d := c.srv.auth.failed(name, c.src, ls.neg.params.TargetName, lerr.Reason, time.Now()); d > 0 {
+				c.holdLogin(d, &heldLogin{fail: lerr})
+				return nil
+			}
+			return c.loginFail(lerr)
+		}
+	}
 	if lerr != nil {
 		countError("login_refused")
+		if lerr.Status() == StatusAuthenticationFailure {
+			c.srv.stats.authFailures.Add(1)
+		}
 		return c.loginFail(lerr)
 	}
-	ls.csg = p.CSG
+	ls.csg = csg
 	ls.reply = reply
 	ls.final = reply.Transit && reply.NSG == StageFullFeature
 	if ls.final {
@@ -128,6 +224,13 @@ func (c *conn) handleLogin(p *LoginReq) error {
 		}
 		c.sess = se
 		c.setParams(params)
+		lvl := slog.LevelInfo
+		if params.SessionType == SessionDiscovery {
+			lvl = slog.LevelDebug // initiators poll discovery; only sessions that reach data are news
+		}
+		c.srv.log.Log(context.Background(), lvl, "iscsi login", "initiator", params.InitiatorName,
+			"source", c.nc.RemoteAddr().String(), "target", params.TargetName, "type", params.SessionType.String(),
+			"isid", fmt.Sprintf("%012x", ls.isid[:]), "tsih", se.tsih, "chap", ls.neg.auth != nil)
 	}
 	ls.out = EncodeText(reply.Keys)
 	ls.outOff = 0
@@ -182,7 +285,9 @@ func (c *conn) sendLoginChunk() error {
 
 func (c *conn) loginFail(e *LoginError) error {
 	c.srv.stats.loginRefusals.Add(1)
-	c.log.Info("iscsi login refused", "class", e.Class, "detail", e.Detail, "reason", e.Reason)
+	if !c.login.refusalLogged {
+		c.logRefusal(e)
+	}
 	c.push(outItem{pdu: &LoginResp{
 		VersionMax: iscsiVersion, VersionActive: iscsiVersion,
 		ISID: c.login.isid, TSIH: c.login.tsih, ITT: c.login.itt,
@@ -192,6 +297,25 @@ func (c *conn) loginFail(e *LoginError) error {
 	// RFC 7143 11.13.5: after a status class other than 0 the target
 	// closes the connection.
 	return errCloseAfterFlush
+}
+
+// logRefusal logs a login refusal with who was refused, once per source,
+// initiator and status per logLimitEvery: at WARN when it is about
+// access (authentication, authorization, a resource cap), else at INFO.
+func (c *conn) logRefusal(e *LoginError) {
+	var initiator, target string
+	if n := c.login.neg; n != nil {
+		initiator, target = n.params.InitiatorName, n.params.TargetName
+	}
+	lvl := slog.LevelInfo
+	switch e.Status() {
+	case StatusAuthenticationFailure, StatusAuthorizationFailure, StatusOutOfResources:
+		lvl = slog.LevelWarn
+	}
+	status := fmt.Sprintf("%04x", uint16(e.Status()))
+	c.srv.logLimited(lvl, "login "+status+" "+c.src+" "+strings.ToLower(initiator), "iscsi login refused",
+		"initiator", initiator, "source", c.nc.RemoteAddr().String(), "target", target,
+		"status", status, "reason", e.Reason)
 }
 
 // setParams applies the negotiated parameters, filling the RFC 7143

@@ -26,6 +26,7 @@ type Server struct {
 	pool   *bufPool
 	warns  *logLimiter   // WARN lines about peers, one per source per interval
 	budget *dataBudget   // Limits.MaxDataPerServer
+	auth   *authGuard    // CHAP failure delays
 	quit   chan struct{} // closed when the Server starts closing
 
 	targets atomic.Pointer[[]*Target] // replaced whole by SetTargets
@@ -109,6 +110,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.auth = newAuthGuard(s.limits, s.log)
 	ts := append([]*Target(nil), cfg.Targets...)
 	s.targets.Store(&ts)
 	return s, nil
@@ -306,6 +308,13 @@ func (s *Server) leavePreLoginLocked(c *conn) {
 // the last logLimitEvery; the next line that does go out says how many
 // were suppressed.
 func (s *Server) warnLimited(key, msg string, args ...any) {
+	s.logLimited(slog.LevelWarn, key, msg, args...)
+}
+
+func (s *Server) logLimited(lvl slog.Level, key, msg string, args ...any) {
+	if !s.log.Enabled(context.Background(), lvl) {
+		return
+	}
 	ok, suppressed := s.warns.allow(key, time.Now())
 	if !ok {
 		return
@@ -313,7 +322,7 @@ func (s *Server) warnLimited(key, msg string, args ...any) {
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
-	s.log.Warn(msg, args...)
+	s.log.Log(context.Background(), lvl, msg, args...)
 }
 
 // sourceIP is the address a connection comes from, without its port.
@@ -487,15 +496,12 @@ func (s *Server) bindSession(c *conn, p SessionParams, isid [6]byte) (*session, 
 	if s.byName[name] >= s.limits.MaxSessionsPerInitiator {
 		s.stats.refusedSessionsPerInitiator.Add(1)
 		countError("login_sessions_per_initiator")
-		s.warnLimited("sessions "+name, "iscsi login refused: too many sessions for the initiator",
-			"initiator", p.InitiatorName, "source", c.nc.RemoteAddr().String(), "target", p.TargetName,
-			"limit", s.limits.MaxSessionsPerInitiator)
 		// RFC 7143 11.13.5: 0x0302 "Out of resources - The target has
 		// insufficient session, connection, or other resources". Not 0x0206
 		// "Too many connections", which counts the connections of one
 		// session; class 3 also tells the initiator it may retry later,
 		// once some of its sessions are gone.
-		return nil, ErrOutOfResources("too many sessions for " + p.InitiatorName)
+		return nil, ErrOutOfResources(fmt.Sprintf("the initiator has %d sessions, the most allowed", s.limits.MaxSessionsPerInitiator))
 	}
 	se := &session{key: key, params: p, conn: c, remote: c.nc.RemoteAddr().String(), start: time.Now()}
 	for i := 0; i < 1<<16; i++ {

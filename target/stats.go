@@ -19,6 +19,11 @@ type Stats struct {
 	LoginRefusals uint64 // Login Responses with a non-zero status class
 	// Logins refused with 0x0302 for Limits.MaxSessionsPerInitiator.
 	RefusedSessionsPerInitiator uint64
+	// AuthFailures counts logins refused with 0x0201 Authentication
+	// failure (a wrong CHAP response, or CHAP required and not offered);
+	// AuthDelays the CHAP checks and refusals held by the failure delay.
+	AuthFailures uint64
+	AuthDelays   uint64
 
 	// Buffered data.
 	DataWaits        uint64 // commands that waited for room under Limits.MaxData*
@@ -44,6 +49,7 @@ type serverStats struct {
 	logins, loginRefusals                           atomic.Uint64
 	refusedSessionsPerInitiator                     atomic.Uint64
 	dataWaits, cmdSNGapTimeouts                     atomic.Uint64
+	authFailures, authDelays                        atomic.Uint64
 	unsolicitedBytes                                atomic.Int64
 }
 
@@ -59,6 +65,8 @@ func (s *Server) Stats() Stats {
 		Logins:                      st.logins.Load(),
 		LoginRefusals:               st.loginRefusals.Load(),
 		RefusedSessionsPerInitiator: st.refusedSessionsPerInitiator.Load(),
+		AuthFailures:                st.authFailures.Load(),
+		AuthDelays:                  st.authDelays.Load(),
 		DataWaits:                   st.dataWaits.Load(),
 		CmdSNGapTimeouts:            st.cmdSNGapTimeouts.Load(),
 		DataBytes:                   s.budget.held.Load(),
