@@ -37,7 +37,7 @@ func startRbdgwLimited(t *testing.T, spec serverSpec) *rbdgwServer {
 		t.Fatal(err)
 	}
 	d, err := startDaemon("rbdgw", s.log, "prlimit", fmt.Sprintf("--nofile=%d:%d", floodFDLimit, floodFDLimit), "--",
-		rbdgwBin, "serve", "--config", s.cfgPath, "--data-dir", s.dataDir, "--portal", s.portal)
+		rbdgwBin, "serve", "--config", s.cfgPath, "--data-dir", s.dataDir, "--portal", s.portal, "--image-root", s.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
