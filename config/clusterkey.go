@@ -64,7 +64,7 @@ func GenerateSecretKey(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := writeSecretFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
+	if err := WriteSecretFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
 		return nil, fmt.Errorf("secret key: %w", err)
 	}
 	return key, nil

@@ -114,7 +114,7 @@ func StartEmbeddedEtcd(dataDir, clientURL, peerURL string, logger *slog.Logger) 
 // whose password is kept in pwFile, generating both at the first start
 // (and on a member an older version started without auth).
 func enableEmbeddedAuth(endpoints []string, pwFile string) (string, error) {
-	pw, err := readSecretFile(pwFile)
+	pw, err := ReadSecretFile(pwFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
@@ -136,7 +136,7 @@ func enableEmbeddedAuth(endpoints []string, pwFile string) (string, error) {
 		return pw, nil
 	}
 	if pw == "" {
-		if pw, err = newSecretFile(pwFile); err != nil {
+		if pw, err = NewSecretFile(pwFile); err != nil {
 			return "", err
 		}
 	}

@@ -129,23 +129,23 @@ func (b *SecretBox) openCHAP(c *CHAP) error {
 	return err
 }
 
-// newSecretFile writes a fresh random secret (hex) to path, readable by
+// NewSecretFile writes a fresh random secret (hex) to path, readable by
 // its owner alone, refusing to replace a file (or follow a symlink) that
 // is already there, and returns it.
-func newSecretFile(path string) (string, error) {
+func NewSecretFile(path string) (string, error) {
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
 		return "", err
 	}
 	s := hex.EncodeToString(raw)
-	if err := writeSecretFile(path, []byte(s+"\n")); err != nil {
+	if err := WriteSecretFile(path, []byte(s+"\n")); err != nil {
 		return "", err
 	}
 	return s, nil
 }
 
-// writeSecretFile creates path (0600, O_EXCL) with b, synced.
-func writeSecretFile(path string, b []byte) error {
+// WriteSecretFile creates path (0600, O_EXCL) with b, synced.
+func WriteSecretFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -164,9 +164,9 @@ func writeSecretFile(path string, b []byte) error {
 	return f.Close()
 }
 
-// readSecretFile returns a secret file's trimmed content ("" and the
+// ReadSecretFile returns a secret file's trimmed content ("" and the
 // error when it cannot be read; an empty file is an error).
-func readSecretFile(path string) (string, error) {
+func ReadSecretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err

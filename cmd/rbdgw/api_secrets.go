@@ -15,8 +15,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/rbdgw/rbdgw/config"
 )
 
 // Where the API's generated credentials live, under the data directory.
@@ -29,22 +30,11 @@ const (
 // creating it on first start, and its path.
 func apiPassword(dataDir string) (pw, path string, err error) {
 	path = filepath.Join(dataDir, apiPasswordFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if pw = strings.TrimSpace(string(b)); pw == "" {
-			return "", path, fmt.Errorf("API password file %s is empty", path)
-		}
-		return pw, path, nil
+	pw, err = config.ReadSecretFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		pw, err = config.NewSecretFile(path)
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", path, err
-	}
-	raw := make([]byte, 18)
-	if _, err := rand.Read(raw); err != nil {
-		return "", path, err
-	}
-	pw = hex.EncodeToString(raw)
-	if err := writeNew(path, []byte(pw+"\n")); err != nil {
+	if err != nil {
 		return "", path, fmt.Errorf("API password: %w", err)
 	}
 	return pw, path, nil
@@ -91,11 +81,11 @@ func apiSelfSigned(dataDir string) (certPath, keyPath, fingerprint string, err e
 	if err != nil {
 		return "", "", "", err
 	}
-	if err := writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})); err != nil {
+	if err := config.WriteSecretFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})); err != nil {
 		return "", "", "", err
 	}
 	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeNew(certPath, pemCert); err != nil {
+	if err := config.WriteSecretFile(certPath, pemCert); err != nil {
 		return "", "", "", err
 	}
 	fp, err := pemFingerprint(pemCert)
@@ -123,27 +113,6 @@ func hostAddresses() []net.IP {
 		}
 	}
 	return ips
-}
-
-// writeNew writes a file readable by its owner alone, refusing to
-// replace one (or follow a symlink planted where it goes).
-func writeNew(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // loopbackAddr reports whether a listen address (host:port) binds only

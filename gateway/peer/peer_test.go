@@ -181,21 +181,29 @@ func TestWrongSecretIsRefusedBothWays(t *testing.T) {
 func TestMalformedFramesDropTheConnection(t *testing.T) {
 	lu := &echoLU{}
 	_, addr := startServer(t, lu)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sess, err := clientHandshake(nc, secret, "gw-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, sess := dialSession(t, addr, "gw-test")
 	sess.writeFrame(kindCommand, 1, []byte{0, 3, 'l', 'u'}) // string length beyond the body
 	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := sess.readFrame(); err == nil {
 		t.Fatal("the server answered a malformed command")
 	}
 	stillServes(t, addr)
+}
+
+// dialSession connects to addr and authenticates as self, by hand (no
+// Client), so the test can write what it wants on the session.
+func dialSession(t *testing.T, addr, self string) (net.Conn, *session) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	sess, err := clientHandshake(nc, secret, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, sess
 }
 
 // stillServes checks a well-behaved gateway still gets its commands run.
@@ -257,15 +265,7 @@ func TestTamperedOrReplayedFramesEndTheLink(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			lu := &echoLU{}
 			_, addr := startServer(t, lu)
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			sess, err := clientHandshake(nc, secret, "gw-mallory")
-			if err != nil {
-				t.Fatal(err)
-			}
+			nc, sess := dialSession(t, addr, "gw-mallory")
 			wr := &scsi.Command{Nexus: nexus, CDB: []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Dir: scsi.DirWrite, ExpectedLength: 512, DataOut: bytes.Repeat([]byte{0xEE}, 512)}
 			head, _ := encodeCommand("lu0", wr)
 			id := uint64(0)
