@@ -94,7 +94,7 @@ serve_rbdgw() {
   "data_dir": "$WORK/rbdgw-data",
   "ceph": {"conf": "$CONF"},
   "disks": [{"name": "bench", "backend": "rbd:rbd/$IMG_R", "size": "${SIZE_MB}M", "write_cache": false}],
-  "targets": [{"iqn": "$IQN_R", "luns": [{"lun_id": 0, "disk": "bench"}]}]
+  "targets": [{"iqn": "$IQN_R", "acl": "open", "luns": [{"lun_id": 0, "disk": "bench"}]}]
 }
 EOF
 	start_rbdgw "$WORK/rbdgw.json" "$PORT_R"

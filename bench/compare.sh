@@ -65,7 +65,7 @@ cat >"$WORK/rbdgw.json" <<EOF
   "portals": ["127.0.0.1:$PORT_R"],
   "data_dir": "$WORK/rbdgw-data",
   "disks": [$disks],
-  "targets": [{"iqn": "$IQN_R", "luns": [$luns]}]
+  "targets": [{"iqn": "$IQN_R", "acl": "open", "luns": [$luns]}]
 }
 EOF
 start_rbdgw "$WORK/rbdgw.json" "$PORT_R"

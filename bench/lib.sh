@@ -168,7 +168,9 @@ start_rbdgw() {
 	local config=$1 port=$2
 	cp "$RBDGW_BIN" "$WORK/rbdgw"
 	mkdir -p "$WORK/rbdgw-data"
-	"$WORK/rbdgw" serve --config "$config" --data-dir "$WORK/rbdgw-data" --portal "127.0.0.1:$port" >"$WORK/rbdgw.log" 2>&1 &
+	# The images live in $WORK: that is the benchmark's image root.
+	"$WORK/rbdgw" serve --config "$config" --data-dir "$WORK/rbdgw-data" --portal "127.0.0.1:$port" \
+		--image-root "$WORK" >"$WORK/rbdgw.log" 2>&1 &
 	PID_R=$!
 	disown "$PID_R"
 	PIDS+=("$PID_R")
