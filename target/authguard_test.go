@@ -55,6 +55,14 @@ func chapLogin(t *testing.T, addr, initiator, user, secret string, isid byte) (L
 	t.Helper()
 	i := dial(t, addr)
 	defer i.nc.Close()
+	return i.chapLogin(initiator, user, secret, isid, false)
+}
+
+// chapLogin on i; direct asks to go from the CHAP response straight to
+// full feature phase (RFC 7143 6.3 allows CSG 0 -> NSG 3).
+func (i *ini) chapLogin(initiator, user, secret string, isid byte, direct bool) (LoginStatus, time.Duration) {
+	t := i.t
+	t.Helper()
 	i.isid = [6]byte{0x80, 0, 0, 0, 0, isid}
 	step := func(csg, nsg uint8, transit bool, kv ...string) (*LoginResp, map[string]string) {
 		i.send(&LoginReq{Transit: transit, CSG: csg, NSG: nsg, ISID: i.isid, ITT: i.itt, CmdSN: i.cmdSN,
@@ -89,9 +97,14 @@ func chapLogin(t *testing.T, addr, initiator, user, secret string, isid byte) (L
 	}
 	resp := "0x" + hex.EncodeToString(ChapResponse(ChapMD5, byte(id), secret, ch))
 	start := time.Now()
-	r, _ = step(0, 1, true, "CHAP_N="+user, "CHAP_R="+resp)
+	nsg := uint8(1)
+	if direct {
+		nsg = 3
+	}
+	r, _ = step(0, nsg, true, "CHAP_N="+user, "CHAP_R="+resp)
 	took := time.Since(start)
-	if status(r) != StatusSuccess {
+	if status(r) != StatusSuccess || direct {
+		i.cmdSN = r.ExpCmdSN
 		return status(r), took
 	}
 	r, _ = step(1, 3, true, "HeaderDigest=None", "DataDigest=None")
@@ -153,6 +166,34 @@ func TestCHAPFailuresDelayed(t *testing.T) {
 	if logs.count(`msg="iscsi login" initiator=`+otherIQN) != 1 || logs.count("isid=800000000002") != 1 {
 		t.Fatalf("no login line for %s:\n%s", otherIQN, logs)
 	}
+}
+
+// A CHAP response held for its turn, that then completes the login
+// straight into full feature phase: the reader waits at its gate through
+// the hold, so the framing switch is not raced (run with -race), and the
+// session works.
+func TestCHAPHeldStepEntersFullFeature(t *testing.T) {
+	const base = 300 * time.Millisecond
+	env, _ := startCHAPServer(t, Limits{AuthFailureDelay: base, AuthFailureMaxDelay: 4 * base})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chapLogin(t, env.addr, guessedIQN, "guessed", "wrong", 1) // 300 ms
+	}()
+	waitFor(t, 10*time.Second, "the first failure", func() bool { return env.srv.Stats().AuthFailures == 1 })
+	// The failure's delay runs: this response waits its turn.
+	i := dial(t, env.addr)
+	st, took := i.chapLogin(guessedIQN, "guessed", chapSecret, 2, true)
+	if st != StatusSuccess {
+		t.Fatalf("status %#04x", st)
+	}
+	if took < base/2 || env.srv.Stats().AuthDelays < 2 {
+		t.Fatalf("the right secret was not held (%v, %d delays)", took, env.srv.Stats().AuthDelays)
+	}
+	if res := i.cmd(cdbRead10(0, 1), 512, true, nil, cmdOpts{}); res.status != 0 {
+		t.Fatalf("read after a held login: %+v", res)
+	}
+	<-done
 }
 
 // Parallel connections do not multiply the guessing rate: each CHAP

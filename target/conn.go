@@ -19,6 +19,7 @@ const (
 	maxQueuedWrites    = 8192     // PDUs waiting for the writer
 	maxReadAhead       = 16       // PDUs the reader may frame ahead of the loop in full feature phase
 	readBufSize        = 64 << 10 // the reader's buffer: one read syscall frames many small PDUs
+	loginReadBufSize   = 4 << 10  // its buffer until full feature phase: a connection logging in holds little
 	maxQueuedCtrl      = 8        // control messages from the Server
 	maxImmediateTasks  = 64       // immediate commands in flight
 	maxLoginText       = 64 << 10 // joined login/text request bytes
@@ -133,6 +134,7 @@ type conn struct {
 	logoutBy     time.Time // shutdown: drop if no Logout by then
 	shuttingDown bool
 	gapSince     time.Time // when pending last became non-empty
+	creditOwed   bool      // the reader waits for a held login step's answer
 	// Tasks waiting, in order, for room under the data budgets, and the
 	// channels that say room was made (nil when none waits).
 	dataWait            []*task
@@ -160,11 +162,7 @@ func newConn(s *Server, nc net.Conn, src string) *conn {
 		budget:    newDataBudget(s.limits.MaxDataPerSession),
 		maxEDTL:   uint32(min(maxTransferLength, s.limits.MaxDataPerSession, s.limits.MaxDataPerServer)),
 	}
-	// Enough room that a worker never blocks: at most depth + immediate
-	// tasks exist, and depth is capped below.
-	c.doneCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
-	c.workCh = make(chan *task, maxCmdSNDepth+maxImmediateTasks+1)
-	c.pr = pduReader{r: bufio.NewReaderSize(nc, readBufSize), maxData: loginMaxSegment, pool: s.pool, reuse: true}
+	c.pr = pduReader{r: bufio.NewReaderSize(nc, loginReadBufSize), maxData: loginMaxSegment, pool: s.pool, reuse: true}
 	return c
 }
 
@@ -249,7 +247,9 @@ func (c *conn) endTasks() {
 		t.aborted = true
 		t.ctx.cancel()
 	}
-	close(c.workCh) // the loop is gone: nothing sends any more
+	if c.workCh != nil {
+		close(c.workCh) // the loop is gone: nothing sends any more
+	}
 	c.workers.Wait()
 	for _, t := range c.tasks {
 		t.running = false
@@ -365,8 +365,13 @@ func (c *conn) loop() (err error) {
 				return &ConnError{Reason: "login timed out"}
 			}
 		case <-c.login.holdC:
+			wasFull := c.full
 			if err := c.resumeLogin(); err != nil {
 				return err
+			}
+			if c.creditOwed && c.login.held == nil {
+				c.creditOwed = false
+				c.giveCredit(wasFull)
 			}
 		case <-c.connFreed:
 			c.dataRetry = true
@@ -403,13 +408,26 @@ func (c *conn) received(rr readResult) error {
 	if err != nil {
 		return err
 	}
+	if c.login.held != nil {
+		// A login step waits out the CHAP failure delay: the reader stays
+		// at the gate until it is answered, because the answer may change
+		// the framing (resumeLogin gives the credit).
+		c.creditOwed = true
+		return nil
+	}
+	c.giveCredit(wasFull)
+	return nil
+}
+
+// giveCredit lets the reader frame the next PDU: one credit, and on
+// entering full feature phase the read-ahead's worth.
+func (c *conn) giveCredit(wasFull bool) {
 	c.readMore <- struct{}{}
 	if c.full && !wasFull {
 		for range maxReadAhead - 1 {
 			c.readMore <- struct{}{}
 		}
 	}
-	return nil
 }
 
 func (c *conn) startTicker() <-chan time.Time {

@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -275,6 +276,12 @@ func (c *conn) sendLoginChunk() error {
 			it.hdrDigest, it.dataDigest = c.params.HeaderDigest, c.params.DataDigest
 			c.pr.hdrDigest, c.pr.dataDigest = c.params.HeaderDigest, c.params.DataDigest
 			c.pr.maxData = int(c.params.TargetMaxRecvDataSegmentLength)
+			// The full-size read buffer from now on. The initiator sends
+			// nothing before it has this Login Response, so the small
+			// buffer is empty; if it is not, it stays.
+			if br, ok := c.pr.r.(*bufio.Reader); ok && br.Buffered() == 0 {
+				c.pr.r = bufio.NewReaderSize(c.nc, readBufSize)
+			}
 			c.full = true
 			c.srv.loggedIn(c)
 		}
@@ -352,6 +359,12 @@ func (c *conn) setParams(p SessionParams) {
 		c.maxSend = min(c.maxSend, int(op.MaxXmitDataSegmentLength))
 	}
 	c.depth = op.CmdSNDepth
+	// Made now rather than at accept, so that a connection still logging
+	// in holds no room for tasks (2 x 33 KiB at the largest depth). Enough
+	// room that a worker never blocks: at most depth + immediate tasks
+	// exist, and depth is capped at maxCmdSNDepth.
+	c.doneCh = make(chan *task, c.depth+maxImmediateTasks+1)
+	c.workCh = make(chan *task, c.depth+maxImmediateTasks+1)
 	c.updateWindow()
 	c.lastRecv = time.Now()
 }

@@ -100,10 +100,11 @@ func (q *writeQueue) close() {
 }
 
 const (
-	writerMaxVec   = 512
-	writerArenaLen = 64 << 10
-	hdrRoom        = bhsLen + digestLen
-	tailRoom       = 8 // padding + data digest
+	writerMaxVec        = 512
+	writerArenaLen      = 64 << 10
+	writerLoginArenaLen = 4 << 10 // until full feature phase: Login Responses are small
+	hdrRoom             = bhsLen + digestLen
+	tailRoom            = 8 // padding + data digest
 )
 
 // writer is the state of writeLoop; only that goroutine touches it.
@@ -121,7 +122,7 @@ type writer struct {
 // writeLoop drains the queue, coalescing everything queued into as few
 // writev calls as possible: a flush happens when the queue is empty.
 func (c *conn) writeLoop() {
-	w := &writer{nc: c.nc, arena: make([]byte, 0, writerArenaLen), vecBuf: make(net.Buffers, 0, writerMaxVec)}
+	w := &writer{nc: c.nc, arena: make([]byte, 0, writerLoginArenaLen), vecBuf: make(net.Buffers, 0, writerMaxVec)}
 	w.vec = w.vecBuf
 	var batch []outItem
 	defer func() {
@@ -148,6 +149,7 @@ func (c *conn) writeLoop() {
 				if it.digestsOn {
 					w.flush()
 					w.hdrDigest, w.dataDigest = it.hdrDigest, it.dataDigest
+					w.arena = make([]byte, 0, writerArenaLen) // full feature phase
 				}
 			}
 		}
