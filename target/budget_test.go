@@ -97,7 +97,7 @@ func TestDataBudgetBoundsDatalessWrites(t *testing.T) {
 		edtl       = 4 << 20
 		cmds       = 32
 	)
-	env := startBudget(t, Limits{MaxDataPerSession: perSession, CmdSNGapTimeout: 5 * time.Second}, 2*perSession/512)
+	env := startBudget(t, Limits{MaxDataPerSession: perSession, CmdSNGapTimeout: time.Minute}, 2*perSession/512)
 	i := dial(t, env.addr)
 	i.login(loginOpts{keys: map[string]string{"ImmediateData": "No", "InitialR2T": "Yes", "MaxBurstLength": "524288"}})
 	base := heapInUse()
@@ -157,14 +157,42 @@ func TestDataBudgetBoundsDatalessWrites(t *testing.T) {
 			t.Fatalf("target holds %d bytes, bound %d", st.DataBytes, perSession)
 		}
 	}
-	// The other 16 wait behind CmdSN sn+16, which never comes: the
-	// connection is dropped after CmdSNGapTimeout and nothing is held.
+	// The other 16 wait behind CmdSN sn+16 (TestCmdSNGapTimeout drops
+	// such a connection); they hold nothing, and when the connection goes
+	// nothing is held at all.
+	if st := env.srv.Stats(); st.DataBytes != 0 || st.UnsolicitedDataBytes != 0 {
+		t.Fatalf("parked dataless commands hold %d + %d bytes", st.DataBytes, st.UnsolicitedDataBytes)
+	}
+	i.nc.Close()
+	waitFor(t, 10*time.Second, "the connection gone", func() bool { return env.srv.Stats().Connections == 0 })
+}
+
+// Commands parked behind a CmdSN that never comes are not kept forever:
+// after Limits.CmdSNGapTimeout the connection is dropped (session
+// recovery) and what they hold (here immediate data) is released. A
+// session idle for longer without a gap is not touched.
+func TestCmdSNGapTimeout(t *testing.T) {
+	const gap = 300 * time.Millisecond
+	env := startBudget(t, Limits{CmdSNGapTimeout: gap}, 2048)
+	idle := dial(t, env.addr)
+	idle.login(loginOpts{isid: 1})
+	i := dial(t, env.addr)
+	i.login(loginOpts{isid: 2, keys: map[string]string{"ImmediateData": "Yes"}})
+	i.send(&SCSICmd{Final: true, Write: true, Attr: 1, ITT: 0x10, EDTL: 4096, CmdSN: i.cmdSN + 1,
+		ExpStatSN: i.expStatSN, CDB: cdbWrite10(0, 8), Data: pattern(4096, 1)})
+	waitFor(t, 10*time.Second, "the parked command's data", func() bool { return env.srv.Stats().UnsolicitedDataBytes > 0 })
+	start := time.Now()
 	i.expectClosed(20 * time.Second)
-	waitFor(t, 10*time.Second, "the gap timeout", func() bool { return env.srv.Stats().CmdSNGapTimeouts == 1 })
-	waitFor(t, 10*time.Second, "buffers back", func() bool {
+	if d := time.Since(start); d < gap/2 {
+		t.Fatalf("dropped after %v, before the gap timeout", d)
+	}
+	waitFor(t, 10*time.Second, "the timeout counted, the data released", func() bool {
 		st := env.srv.Stats()
-		return st.DataBytes == 0 && st.UnsolicitedDataBytes == 0
+		return st.CmdSNGapTimeouts == 1 && st.UnsolicitedDataBytes == 0
 	})
+	if res := idle.cmd(cdbRead10(0, 1), 512, true, nil, cmdOpts{}); res.status != 0 {
+		t.Fatalf("idle session: %+v", res)
+	}
 }
 
 // Read buffers come from the same budget, allocated when the command
