@@ -55,8 +55,9 @@ const iscsiVersion = 0x00 // RFC 7143 11.12.4: the only version is 0x00
 func (c *conn) handleLogin(p *LoginReq) error {
 	ls := &c.login
 	if ls.held != nil {
-		// RFC 7143 6.2: the initiator waits for the Login Response before
-		// its next Login Request.
+		// RFC 7143 11.12: "The Login Phase ... consists of a sequence of
+		// Login Requests and Responses": a request before the response to
+		// the last one breaks the sequence.
 		countError("login_request_while_held")
 		return &ConnError{Reason: "Login Request before the Login Response"}
 	}
