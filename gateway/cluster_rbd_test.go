@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
