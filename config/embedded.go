@@ -27,6 +27,9 @@ const (
 	embeddedMaxRequestBytes = 32 << 20
 	// embeddedStartTimeout bounds waiting for the member to be ready.
 	embeddedStartTimeout = time.Minute
+	// embeddedBcryptCost is bcrypt's minimum (golang.org/x/crypto/bcrypt
+	// MinCost).
+	embeddedBcryptCost = 4
 )
 
 // EmbeddedEtcd is a single etcd member running inside the gateway
@@ -82,6 +85,10 @@ func StartEmbeddedEtcd(dataDir, clientURL, peerURL string, logger *slog.Logger) 
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
 	cfg.MaxTxnOps = embeddedMaxTxnOps
+	// The only password is the generated root one (192 random bits), for
+	// which bcrypt's work factor adds nothing; its cost would be paid at
+	// every client's login (tens of milliseconds each, more under -race).
+	cfg.BcryptCost = embeddedBcryptCost
 	cfg.MaxRequestBytes = embeddedMaxRequestBytes
 	// Keep an hour of history: a gateway whose watch falls further behind
 	// reads the whole configuration again (compaction resync).

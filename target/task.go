@@ -521,9 +521,11 @@ func (c *conn) grantData(t *task) {
 		b := c.pool.get(n)
 		if t.outBuf != nil {
 			copy(b.b, t.outBuf.b[:t.received])
+			// The unsolicited buffer's cost is read before it goes back
+			// to the pool, where another connection may take it at once.
+			c.srv.stats.unsolicitedBytes.Add(-t.outBuf.cost())
 			c.pool.put(t.outBuf)
 		}
-		c.srv.stats.unsolicitedBytes.Add(-t.outBuf.cost())
 		t.outBuf, t.outGated = b, true
 		// The Data-Out timeout runs from the first R2T, not from the
 		// command's arrival.
