@@ -110,7 +110,7 @@ func TestCHAP(t *testing.T) {
 		Targets: []targetDef{
 			{IQN: chapIQN, Size: lunSize, Auth: chapGood},
 			{IQN: mutualIQN, Size: lunSize, Auth: chapMutual},
-			{IQN: aclIQN, Size: lunSize, Hosts: []hostACL{{IQN: initiator1, Auth: chapHost}}},
+			{IQN: aclIQN, Size: lunSize, Hosts: []hostACL{{IQN: initiator1, Auth: chapHost, LUNs: []uint64{0}}}},
 		},
 	}
 	if kind == "rbdgw" {
