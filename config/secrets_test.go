@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"bytes"
 	"context"
 	"os"
@@ -160,5 +161,68 @@ func TestEmbeddedEtcdRefusesAnonymousReads(t *testing.T) {
 	st, err := os.Stat(EmbeddedEtcdPasswordFile(dataDir))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("password file: %v %v", st, err)
+	}
+}
+
+// A configuration an older version stored (open targets, hosts seeing
+// every LUN) keeps granting what it granted, made explicit, once; what is
+// created afterwards is deny by default.
+func TestMigrateToDenyByDefault(t *testing.T) {
+	m, err := StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	o := m.StoreOptions()
+	o.Prefix = "/migrate/"
+	s, err := OpenEtcd(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := Default()
+	old.Disks = []Disk{NewDisk("d0", "file:d0.img", 1<<20), NewDisk("d1", "file:d1.img", 1<<20)}
+	open := NewTarget("iqn.2026-11.io.rbdgw:open")
+	open.LUNs = []LUNMap{{LUNID: 0, Disk: "d0"}}
+	hosts := NewTarget("iqn.2026-11.io.rbdgw:hosts")
+	hosts.LUNs = []LUNMap{{LUNID: 3, Disk: "d0"}, {LUNID: 1, Disk: "d1"}}
+	hosts.Hosts = []Host{{IQN: "iqn.2026-11.io.rbdgw:all"}, {IQN: "iqn.2026-11.io.rbdgw:some", LUNs: []uint64{1}}}
+	old.Targets = []Target{open, hosts}
+	if _, err := s.Update(ctxT(t), func(c *Config) error { *c = old.Cluster(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.MigrateToDenyByDefault(ctxT(t))
+	if err != nil || len(changes) != 2 {
+		t.Fatalf("changes %q %v", changes, err)
+	}
+	target := func(c Config, iqn string) Target {
+		for _, t := range c.Targets {
+			if t.IQN == iqn {
+				return t
+			}
+		}
+		t.Fatalf("no target %s", iqn)
+		return Target{}
+	}
+	c, _, _ := s.Get(ctxT(t))
+	o2, h2 := target(c, "iqn.2026-11.io.rbdgw:open"), target(c, "iqn.2026-11.io.rbdgw:hosts")
+	if o2.ACL != ACLOpen || fmt.Sprint(h2.Hosts[0].LUNs) != "[1 3]" || fmt.Sprint(h2.Hosts[1].LUNs) != "[1]" {
+		t.Fatalf("after migration: %+v %+v", o2, h2.Hosts)
+	}
+	// Once only: a target created now stays closed.
+	if _, err := s.Update(ctxT(t), func(c *Config) error {
+		nt := NewTarget("iqn.2026-11.io.rbdgw:new")
+		nt.LUNs = []LUNMap{{LUNID: 0, Disk: "d1"}}
+		c.Targets = append(c.Targets, nt)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := s.MigrateToDenyByDefault(ctxT(t)); err != nil || len(changes) != 0 {
+		t.Fatalf("second run: %q %v", changes, err)
+	}
+	c, _, _ = s.Get(ctxT(t))
+	if nt := target(c, "iqn.2026-11.io.rbdgw:new"); nt.ACL != "" {
+		t.Fatalf("a target created after the migration was opened: %+v", nt)
 	}
 }

@@ -41,7 +41,7 @@ func NewConfigCommand(streams IOStreams, root *RootOptions) *cobra.Command {
 		Short: "Replace the stored configuration with a configuration file's (portals and data_dir are per-process and not stored)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd.Context(), func(ctx context.Context, s config.Store) error {
+			return o.run(cmd.Context(), func(ctx context.Context, s *config.EtcdStore) error {
 				epoch, err := importFile(ctx, s, args[0])
 				if err == nil {
 					fmt.Fprintf(o.streams.Out, "imported %s at epoch %d\n", args[0], epoch)
@@ -63,7 +63,7 @@ func NewConfigCommand(streams IOStreams, root *RootOptions) *cobra.Command {
 	return cmd
 }
 
-func (o *ConfigOptions) run(ctx context.Context, f func(context.Context, config.Store) error) error {
+func (o *ConfigOptions) run(ctx context.Context, f func(context.Context, *config.EtcdStore) error) error {
 	if err := o.Store.Validate(); err != nil {
 		return withCode(ExitBadArgs, err)
 	}
@@ -90,7 +90,7 @@ func (o *ConfigOptions) run(ctx context.Context, f func(context.Context, config.
 	return nil
 }
 
-func (o *ConfigOptions) show(ctx context.Context, s config.Store) error {
+func (o *ConfigOptions) show(ctx context.Context, s *config.EtcdStore) error {
 	c, epoch, err := s.Get(ctx)
 	if err != nil {
 		return err

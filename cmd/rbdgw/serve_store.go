@@ -36,6 +36,7 @@ func (o *ServeOptions) runFromStore(ctx context.Context, log *slog.Logger) error
 		}
 	}()
 	sealClearSecrets(ctx, s, log)
+	migrateAccess(ctx, s, log)
 	if o.Import != "" {
 		epoch, err := importFile(ctx, s, o.Import)
 		if err != nil {
@@ -121,6 +122,19 @@ func sealClearSecrets(ctx context.Context, s *config.EtcdStore, log *slog.Logger
 		return
 	}
 	log.Debug("stored CHAP passwords are sealed", "epoch", epoch)
+}
+
+// migrateAccess keeps a configuration an older version stored granting
+// what it granted, now that access is denied by default (once per
+// cluster; config.EtcdStore.MigrateToDenyByDefault), and says so.
+func migrateAccess(ctx context.Context, s *config.EtcdStore, log *slog.Logger) {
+	changes, err := s.MigrateToDenyByDefault(ctx)
+	if err != nil {
+		log.Warn("could not carry the configuration over to deny-by-default access; what now admits nobody is logged per target", "err", err)
+	}
+	for _, c := range changes {
+		log.Warn("configuration carried over to deny-by-default access: "+c, "change", c)
+	}
 }
 
 // getWhenReachable reads the configuration, retrying while the store is

@@ -217,10 +217,16 @@ func PeerSecret(s *config.EtcdStore) []byte { return s.DerivedKey("rbdgw peer li
 // importFile replaces the store's configuration with the cluster part of
 // a configuration file (its portals and data_dir are per-process and not
 // stored). It returns the new epoch.
-func importFile(ctx context.Context, s config.Store, path string) (int64, error) {
+func importFile(ctx context.Context, s *config.EtcdStore, path string) (int64, error) {
 	c, err := config.ParseFile(path)
 	if err != nil {
 		return 0, withCode(ExitBadConfig, err)
+	}
+	// What is imported is written for deny-by-default access: the store
+	// is marked so (whatever an older version left is replaced anyway),
+	// and no gateway starting later takes it for an old configuration.
+	if _, err := s.MigrateToDenyByDefault(ctx); err != nil {
+		return 0, withCode(ExitStart, fmt.Errorf("import %s: %w", path, err))
 	}
 	epoch, err := s.Update(ctx, func(dst *config.Config) error {
 		// Keep the store's port group bookkeeping: ids are never reused.
