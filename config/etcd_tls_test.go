@@ -113,7 +113,10 @@ func TestEtcdOverTLSWithClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Update(ctx, func(c *Config) error { c.DiscoveryAuth = CHAP{Username: "discovery1", Password: "discoverypass"}; return nil }); err != nil {
+	if _, err := s.Update(ctx, func(c *Config) error {
+		c.DiscoveryAuth = CHAP{Username: "discovery1", Password: "discoverypass"}
+		return nil
+	}); err != nil {
 		t.Fatalf("update over TLS: %v", err)
 	}
 
