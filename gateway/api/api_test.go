@@ -12,7 +12,10 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rbdgw/rbdgw/config"
 )
@@ -445,4 +448,41 @@ func TestFileDiskOutsideImageRootsRefused(t *testing.T) {
 	}
 	c.must(201, "POST", "/disks", map[string]any{"name": "rel", "backend": "file:sub/rel.img", "size": "1M"})
 	c.must(201, "POST", "/disks", map[string]any{"name": "abs", "backend": "file:" + root + "/abs.img", "size": "1M"})
+}
+
+// flakyListener fails its first Accepts as a process out of descriptors
+// does, then accepts for real.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Accept failing with EMFILE slows the API down; it does not end it.
+func TestAcceptErrorsDoNotEndTheAPI(t *testing.T) {
+	a, err := New(Options{Store: config.NewMemStore(baseConfig()), Users: map[string]string{testUser: testPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.fails.Store(5)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.ServeListener(ctx, fl, nil) }()
+	c := &client{t: t, base: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 20 * time.Second}, user: testUser, pass: testPassword}
+	c.must(200, "GET", "/health", nil)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeListener: %v", err)
+	}
 }
