@@ -380,22 +380,24 @@ func (d *rbdDisk) TakeOwnership(ctx context.Context, force bool) error {
 			return err
 		}
 	}
-	err := d.Backend.AcquireExclusiveLock(ctx)
+	var err error
+	if force {
+		// Fence first: a holder we take over from is blocklisted and its
+		// lock broken before we ask for the lock. Asking first would have
+		// librbd request the lock from the holder, and a dead holder's
+		// watch stays registered at the OSD until it times out (measured:
+		// 24 s before the acquire gave up).
+		err = d.fenceHolders(ctx)
+	}
+	if err == nil {
+		err = d.Backend.AcquireExclusiveLock(ctx)
+	}
 	// The holder may change between listing and breaking (a third
 	// gateway); a few rounds settle it.
 	for round := 0; force && errors.Is(err, rbd.ErrLockBusy) && round < 3; round++ {
-		owners, oerr := d.Backend.LockOwners()
-		if oerr != nil {
-			return oerr
+		if err = d.fenceHolders(ctx); err == nil {
+			err = d.Backend.AcquireExclusiveLock(ctx)
 		}
-		for _, o := range owners {
-			d.log.Warn("taking the image over: breaking the exclusive lock of its holder and blocklisting it (newest gateway wins)",
-				"old_owner", o)
-			if berr := d.Backend.BreakLock(ctx, o, true); berr != nil {
-				return berr
-			}
-		}
-		err = d.Backend.AcquireExclusiveLock(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("take the exclusive lock of %s: %w", d.Backend.Spec(), err)
@@ -407,6 +409,26 @@ func (d *rbdDisk) TakeOwnership(ctx context.Context, force bool) error {
 		}
 	}
 	d.log.Info("exclusive lock held; serving the image")
+	return nil
+}
+
+// fenceHolders blocklists every other holder of the image's exclusive
+// lock and breaks its lock.
+func (d *rbdDisk) fenceHolders(ctx context.Context) error {
+	if ok, err := d.Backend.IsLockOwner(); ok && err == nil {
+		return nil // ours already: never fence ourselves
+	}
+	owners, err := d.Backend.LockOwners()
+	if err != nil {
+		return err
+	}
+	for _, o := range owners {
+		d.log.Warn("taking the image over: blocklisting the holder of its exclusive lock and breaking the lock (newest gateway wins)",
+			"old_owner", o)
+		if err := d.Backend.BreakLock(ctx, o, true); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

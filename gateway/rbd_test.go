@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,4 +415,53 @@ func TestRBDTimeoutAndWriteCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A takeover from a holder that died (kill -9, its watch still
+// registered at the OSD) fences first, then acquires: it no longer waits
+// for librbd's lock request to the dead holder to time out (24 s
+// before). The holder is an `rbd bench` writing the image, killed by the
+// test.
+func TestRBDTakeoverFromAKilledHolder(t *testing.T) {
+	conf := rbdTestConf(t)
+	image := rbdTestImage(t, conf)
+	rbdCLI(t, conf, "create", "--size", "16M", "rbd/"+image)
+	bench := exec.Command("rbd", "-c", conf, "bench", "--io-type", "write", "--io-size", "4096", "--io-threads", "1",
+		"--io-total", "1G", "--io-pattern", "rand", "rbd/"+image)
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			bench.Process.Kill()
+		}
+		bench.Wait()
+	})
+	// The bench holds the exclusive lock once it writes.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(rbdCLI(t, conf, "lock", "ls", "rbd/"+image), "auto") {
+		if time.Now().After(deadline) {
+			t.Fatal("rbd bench never took the exclusive lock")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	bench.Process.Signal(syscall.SIGKILL)
+	bench.Wait()
+	killed = true
+
+	c := rbdGatewayConfig(t, conf, image, 16<<20)
+	start := time.Now()
+	g, err := Start(Config{Config: c, Logger: testLogger(t)})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	t.Logf("serving the image %v after its holder was killed", took)
+	if took > 5*time.Second {
+		t.Errorf("taking the lock of a killed holder took %v, want well under 5 s (fence first)", took)
+	}
+	r := newCmdRunner(t, g.LogicalUnits()["r0"], "iqn.2026-11.io.rbdgw:gwtest-k")
+	r.good("write after the takeover", r.write(0, bytes.Repeat([]byte{0xCC}, 4096)))
 }
