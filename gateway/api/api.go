@@ -1,8 +1,9 @@
 // Package api is the gateway's management REST API: JSON over HTTP(S),
-// basic auth always, TLS off loopback, a trusted IP list. It is the only writer of the cluster
-// configuration: every write is one config.Store Update, so validation is
-// config's and a refused change writes nothing. gwcli and any automation
-// are its clients; docs/api.md lists the resources.
+// basic auth always, TLS off loopback, a trusted IP list. It is the only
+// writer of the cluster configuration: every write is one config.Store
+// Update, so validation is config's and a refused change writes nothing.
+// gwcli and any automation are its clients; docs/api.md lists the
+// resources.
 package api
 
 import (
