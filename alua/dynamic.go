@@ -11,7 +11,7 @@ import (
 // Dynamic is the port groups of one LU whose states change at run time:
 // ownership moves and SET TARGET PORT GROUPS. Readers load an immutable
 // snapshot through an atomic pointer, so the data path never takes a lock
-// (house rule 13); a writer builds a new snapshot under mu, swaps it in and
+// nor sees a half-made change; a writer builds a new snapshot under mu, swaps it in and
 // then tells the subscribers, which is how the LU learns it must raise
 // ASYMMETRIC ACCESS STATE CHANGED.
 type Dynamic struct {

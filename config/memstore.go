@@ -21,7 +21,7 @@ type Pinger interface {
 
 // MemStore is the in-memory Store: the same key layout, validation, epochs
 // and watch semantics as the etcd store, in one process. It is for tests of
-// the packages above config (house rule 11) and must not be used for a
+// the packages above config (which then need no etcd) and must not be used for a
 // real cluster: nothing survives the process.
 //
 // SetUnavailable makes it behave like an etcd cluster without quorum, so

@@ -30,8 +30,9 @@ type storeUnderTest struct {
 	restart func(t *testing.T)
 }
 
-// testStoreContract is the behaviour every Store must have (house rule
-// 11): run against MemStore, embedded etcd and a 3-member etcd cluster.
+// testStoreContract is the behaviour every Store must have, so that tests
+// on MemStore hold for etcd: run against MemStore, embedded etcd and a
+// 3-member etcd cluster.
 func testStoreContract(t *testing.T, fresh func(t *testing.T) storeUnderTest) {
 	t.Run("RoundTrip", func(t *testing.T) { contractRoundTrip(t, fresh(t)) })
 	t.Run("ValidationFailureWritesNothing", func(t *testing.T) { contractRefusedWritesNothing(t, fresh(t)) })

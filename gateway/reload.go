@@ -16,7 +16,8 @@ import (
 var ErrRestartRequired = errors.New("restart required")
 
 // Reload applies a new configuration to the running gateway, as a whole or
-// not at all (house rule 10: validated, applied to a copy, swapped).
+// not at all: validated, applied to a copy, swapped, so that no session
+// ever sees half a configuration.
 //
 // Applied live: targets added, removed or changed (auth, hosts, LUN maps,
 // controls), disks added, disks grown (size larger). Targets that stay

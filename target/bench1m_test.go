@@ -149,29 +149,7 @@ func (bc *bench1MClient) recv() (byte, error) {
 }
 
 func runBench1M(b *testing.B, write bool) {
-	bc := newBench1MClient(b, write)
-	b.SetBytes(bench1MSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	inflight, sent := 0, 0
-	for done := 0; done < b.N; {
-		for inflight < bench1MDepth && sent < b.N {
-			if err := bc.send(uint32(sent)); err != nil {
-				b.Fatal(err)
-			}
-			sent++
-			inflight++
-		}
-		st, err := bc.recv()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if st != 0 {
-			b.Fatalf("status %#x", st)
-		}
-		inflight--
-		done++
-	}
+	runPipelined(b, newBench1MClient(b, write), bench1MDepth, bench1MSize)
 }
 
 func BenchmarkRead1M(b *testing.B)  { runBench1M(b, false) }

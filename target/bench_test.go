@@ -84,13 +84,24 @@ func (bc *benchClient) recv() (byte, error) {
 }
 
 func runBench(b *testing.B, write bool) {
-	bc := newBenchClient(b, write)
-	b.SetBytes(4096)
+	runPipelined(b, newBenchClient(b, write), benchDepth, 4096)
+}
+
+// pipelinedClient issues numbered commands and reads their statuses.
+type pipelinedClient interface {
+	send(n uint32) error
+	recv() (status byte, err error)
+}
+
+// runPipelined keeps depth commands of size bytes in flight until b.N
+// have completed, each with GOOD status.
+func runPipelined(b *testing.B, bc pipelinedClient, depth int, size int64) {
+	b.SetBytes(size)
 	b.ReportAllocs()
 	b.ResetTimer()
 	inflight, sent := 0, 0
 	for done := 0; done < b.N; {
-		for inflight < benchDepth && sent < b.N {
+		for inflight < depth && sent < b.N {
 			if err := bc.send(uint32(sent)); err != nil {
 				b.Fatal(err)
 			}

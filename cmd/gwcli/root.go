@@ -72,7 +72,7 @@ type Session struct {
 }
 
 // NewRootCommand builds gwcli's command. The shell builds a fresh one
-// for every line (house rule 15), so no flag state carries over.
+// for every line, so no flag state carries over from one to the next.
 func NewRootCommand(streams IOStreams, session *Session) *cobra.Command {
 	o := &Options{streams: streams, session: session}
 	cmd := &cobra.Command{

@@ -12,12 +12,11 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rbdgw/rbdgw/config"
+	"github.com/rbdgw/rbdgw/internal/netfault"
 )
 
 const (
@@ -450,20 +449,6 @@ func TestFileDiskOutsideImageRootsRefused(t *testing.T) {
 	c.must(201, "POST", "/disks", map[string]any{"name": "abs", "backend": "file:" + root + "/abs.img", "size": "1M"})
 }
 
-// flakyListener fails its first Accepts as a process out of descriptors
-// does, then accepts for real.
-type flakyListener struct {
-	net.Listener
-	fails atomic.Int32
-}
-
-func (l *flakyListener) Accept() (net.Conn, error) {
-	if l.fails.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
-	}
-	return l.Listener.Accept()
-}
-
 // Accept failing with EMFILE slows the API down; it does not end it.
 func TestAcceptErrorsDoNotEndTheAPI(t *testing.T) {
 	a, err := New(Options{Store: config.NewMemStore(baseConfig()), Users: map[string]string{testUser: testPassword}})
@@ -474,8 +459,8 @@ func TestAcceptErrorsDoNotEndTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := &flakyListener{Listener: ln}
-	fl.fails.Store(5)
+	fl := &netfault.FlakyListener{Listener: ln}
+	fl.Fails.Store(5)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.ServeListener(ctx, fl, nil) }()

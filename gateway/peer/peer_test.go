@@ -6,10 +6,10 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rbdgw/rbdgw/internal/netfault"
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
@@ -399,28 +399,14 @@ func TestDropAbandonsAHangingHandshake(t *testing.T) {
 	}
 }
 
-// flakyListener fails its first Accepts as a process out of descriptors
-// does, then accepts for real.
-type flakyListener struct {
-	net.Listener
-	fails atomic.Int32
-}
-
-func (l *flakyListener) Accept() (net.Conn, error) {
-	if l.fails.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
-	}
-	return l.Listener.Accept()
-}
-
 // Accept failing with EMFILE slows the peer link down; it does not end it.
 func TestAcceptErrorsDoNotEndTheServer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := &flakyListener{Listener: ln}
-	fl.fails.Store(5)
+	fl := &netfault.FlakyListener{Listener: ln}
+	fl.Fails.Store(5)
 	lu := &echoLU{}
 	s := &Server{Secret: secret, Self: "gw-b", Resolve: func(string) (Executor, bool) { return lu, true }}
 	served := make(chan error, 1)
