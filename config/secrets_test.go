@@ -126,18 +126,7 @@ func TestEtcdSealsPasswords(t *testing.T) {
 // password is kept 0600 beside its data.
 func TestEmbeddedEtcdRefusesAnonymousReads(t *testing.T) {
 	dataDir := t.TempDir()
-	m, err := StartEmbeddedEtcd(dataDir, loopback.FreeURL(t), loopback.FreeURL(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	o := m.StoreOptions()
-	o.Prefix = "/anon/"
-	s, err := OpenEtcd(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	m, s := embeddedStore(t, dataDir, "/anon/")
 	if _, err := s.Client().Put(ctxT(t), "/anon/x", "secret"); err != nil {
 		t.Fatal(err)
 	}
@@ -168,18 +157,7 @@ func TestEmbeddedEtcdRefusesAnonymousReads(t *testing.T) {
 // every LUN) keeps granting what it granted, made explicit, once; what is
 // created afterwards is deny by default.
 func TestMigrateToDenyByDefault(t *testing.T) {
-	m, err := StartEmbeddedEtcd(t.TempDir(), loopback.FreeURL(t), loopback.FreeURL(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	o := m.StoreOptions()
-	o.Prefix = "/migrate/"
-	s, err := OpenEtcd(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := embeddedStore(t, t.TempDir(), "/migrate/")
 	old := Default()
 	old.Disks = []Disk{NewDisk("d0", "file:d0.img", 1<<20), NewDisk("d1", "file:d1.img", 1<<20)}
 	open := NewTarget("iqn.2026-11.io.rbdgw:open")
@@ -225,4 +203,23 @@ func TestMigrateToDenyByDefault(t *testing.T) {
 	if nt := target(c, "iqn.2026-11.io.rbdgw:new"); nt.ACL != "" {
 		t.Fatalf("a target created after the migration was opened: %+v", nt)
 	}
+}
+
+// embeddedStore starts an embedded member with its data in dataDir and
+// opens the store under prefix on it; both end with the test.
+func embeddedStore(t *testing.T, dataDir, prefix string) (*EmbeddedEtcd, *EtcdStore) {
+	t.Helper()
+	m, err := StartEmbeddedEtcd(dataDir, loopback.FreeURL(t), loopback.FreeURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	o := m.StoreOptions()
+	o.Prefix = prefix
+	s, err := OpenEtcd(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
 }

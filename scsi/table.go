@@ -52,7 +52,9 @@ const (
 	opAnyGateway
 )
 
-// opEntry is one command of the opcode table (house rule 7).
+// opEntry is one command of the opcode table: its CDB is decoded into a
+// typed struct before anything executes, so a bad field is INVALID FIELD
+// IN CDB and never a half-done command.
 type opEntry struct {
 	Opcode byte
 	SA     uint16

@@ -3,7 +3,6 @@ package target
 import (
 	"encoding/hex"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -33,19 +32,7 @@ func startCHAPServer(t *testing.T, lim Limits) (*testEnv, *syncBuffer) {
 			{InitiatorName: otherIQN, Auth: &CHAP{Username: "other", Secret: chapSecret}},
 		},
 		Router: func(string) scsi.Router { return r }}
-	s, err := NewServer(Config{Targets: []*Target{tg}, Limits: lim, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.debugChecks = true
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { s.Serve(l); close(done) }()
-	t.Cleanup(func() { s.Close(); <-done; s.wg.Wait() })
-	return &testEnv{srv: s, addr: l.Addr().String(), router: r, tgt: tg}, logs
+	return serveTarget(t, nil, tg, r, Config{Limits: lim, Logger: log}), logs
 }
 
 // chapLogin logs in with CHAP (MD5) on a new connection and returns the

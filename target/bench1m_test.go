@@ -2,7 +2,6 @@ package target
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"testing"
 
@@ -123,27 +122,18 @@ func (bc *bench1MClient) answerR2T(h []byte) error {
 
 func (bc *bench1MClient) recv() (byte, error) {
 	for {
-		if _, err := io.ReadFull(bc.br, bc.hdr[:]); err != nil {
+		h, err := nextBHS(bc.br, &bc.hdr, bc.sink)
+		if err != nil {
 			return 0, err
 		}
-		h := bc.hdr[:]
-		dsl := int(h[5])<<16 | int(h[6])<<8 | int(h[7])
-		if _, err := io.ReadFull(bc.br, bc.sink[:dsl+padLen(dsl)]); err != nil {
-			return 0, err
-		}
-		switch Opcode(h[0] & 0x3f) {
-		case OpR2T:
+		if Opcode(h[0]&0x3f) == OpR2T {
 			if err := bc.answerR2T(h); err != nil {
 				return 0, err
 			}
-		case OpSCSIResp:
-			bc.expStatSN = be.Uint32(h[24:]) + 1
-			return h[3], nil
-		case OpDataIn:
-			if h[1]&0x01 != 0 {
-				bc.expStatSN = be.Uint32(h[24:]) + 1
-				return h[3], nil
-			}
+			continue
+		}
+		if st, done := completion(h, &bc.expStatSN); done {
+			return st, nil
 		}
 	}
 }

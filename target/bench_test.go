@@ -62,25 +62,44 @@ func (bc *benchClient) send(n uint32) error {
 // with status) and returns its status.
 func (bc *benchClient) recv() (byte, error) {
 	for {
-		if _, err := io.ReadFull(bc.br, bc.hdr[:]); err != nil {
+		h, err := nextBHS(bc.br, &bc.hdr, bc.sink)
+		if err != nil {
 			return 0, err
 		}
-		h := bc.hdr[:]
-		dsl := int(h[5])<<16 | int(h[6])<<8 | int(h[7])
-		if _, err := io.ReadFull(bc.br, bc.sink[:dsl+padLen(dsl)]); err != nil {
-			return 0, err
-		}
-		switch Opcode(h[0] & 0x3f) {
-		case OpSCSIResp:
-			bc.i.expStatSN = be.Uint32(h[24:]) + 1
-			return h[3], nil
-		case OpDataIn:
-			if h[1]&0x01 != 0 {
-				bc.i.expStatSN = be.Uint32(h[24:]) + 1
-				return h[3], nil
-			}
+		if st, done := completion(h, &bc.i.expStatSN); done {
+			return st, nil
 		}
 	}
+}
+
+// nextBHS reads one PDU into hdr, dropping its data segment into sink,
+// and returns the header.
+func nextBHS(br *bufio.Reader, hdr *[bhsLen]byte, sink []byte) ([]byte, error) {
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return nil, err
+	}
+	h := hdr[:]
+	dsl := int(h[5])<<16 | int(h[6])<<8 | int(h[7])
+	if _, err := io.ReadFull(br, sink[:dsl+padLen(dsl)]); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// completion reports whether PDU header h ends a command (a SCSI Response,
+// or Data-In with status) and its status, tracking expStatSN.
+func completion(h []byte, expStatSN *uint32) (byte, bool) {
+	switch Opcode(h[0] & 0x3f) {
+	case OpSCSIResp:
+	case OpDataIn:
+		if h[1]&0x01 == 0 {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	*expStatSN = be.Uint32(h[24:]) + 1
+	return h[3], true
 }
 
 func runBench(b *testing.B, write bool) {

@@ -14,7 +14,8 @@ import (
 	"github.com/rbdgw/rbdgw/scsi"
 )
 
-// Named caps on every queue (house rule 5). Exceeding one is a ConnError.
+// Named caps on every queue, so a peer that floods one cannot grow the
+// gateway's memory without bound. Exceeding one is a ConnError.
 const (
 	maxQueuedWrites    = 8192     // PDUs waiting for the writer
 	maxReadAhead       = 16       // PDUs the reader may frame ahead of the loop in full feature phase
@@ -37,8 +38,9 @@ const (
 	ctrlRouter                       // switch the session to router (a new LUN map)
 )
 
-// ctrlMsg is a request from the Server to a connection's serve loop
-// (house rule 13: changes reach connections as messages).
+// ctrlMsg is a request from the Server to a connection's serve loop:
+// changes reach a connection as messages, never by mutating state its
+// loop is reading.
 type ctrlMsg struct {
 	kind   ctrlKind
 	reason string
@@ -309,7 +311,8 @@ func (c *conn) readLoop() {
 }
 
 // loop is the serve loop: the one goroutine that owns the connection's
-// state (house rule 4).
+// state (CmdSN window, R2T tables, login stage), so none of it needs a
+// lock.
 func (c *conn) loop() (err error) {
 	if c.srv.debugChecks {
 		c.loopG = goroutineID(goid())
@@ -445,8 +448,9 @@ func (c *conn) startTicker() <-chan time.Time {
 	return t.C
 }
 
-// dispatch handles one PDU and maps typed errors to their scope
-// (house rule 3).
+// dispatch handles one PDU and maps typed errors to their scope: a
+// ConnError ends the connection, a SessionError the session, a TaskError
+// is answered with a Reject (RFC 7143 11.17).
 func (c *conn) dispatch(raw *rawPDU) error {
 	var err error
 	if raw.err != nil {

@@ -5,10 +5,10 @@ import (
 	"sync"
 )
 
-// Errors are typed by the scope they end (house rule 3). The connection
-// loop switches on the type: ConnError drops the connection, SessionError
-// ends the session (every connection of it and its tasks), TaskError
-// answers one PDU with a Reject and goes on.
+// Errors are typed by the scope they end, so each failure ends no more
+// than it must. The connection loop switches on the type: ConnError drops
+// the connection, SessionError ends the session (every connection of it
+// and its tasks), TaskError answers one PDU with a Reject and goes on.
 
 // ConnError ends one connection.
 type ConnError struct {

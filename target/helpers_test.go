@@ -125,15 +125,26 @@ func startServer(t testing.TB, mod func(*Operational)) *testEnv {
 	}
 	tg := &Target{Name: engineIQN, PortalGroupTag: 1, Op: op, OpenACL: true,
 		Router: func(string) scsi.Router { return r }}
-	s, err := NewServer(Config{Targets: []*Target{tg}})
+	return serveTarget(t, nil, tg, r, Config{})
+}
+
+// serveTarget serves tg alone with cfg (its Targets are set here) on l,
+// or on a fresh 127.0.0.1 listener when l is nil, with the goroutine
+// ownership checks on; the test's end closes the server and waits for it.
+func serveTarget(t testing.TB, l net.Listener, tg *Target, r *memRouter, cfg Config) *testEnv {
+	t.Helper()
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Targets = []*Target{tg}
+	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.debugChecks = true
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tg.Portals = []Portal{{Address: l.Addr().String(), PortalGroupTag: 1}}
 	done := make(chan struct{})
 	go func() { s.Serve(l); close(done) }()

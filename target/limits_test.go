@@ -39,20 +39,7 @@ func startLimitedDisk(t testing.TB, l net.Listener, lim Limits, log *slog.Logger
 	op.NopInInterval = 0
 	tg := &Target{Name: engineIQN, PortalGroupTag: 1, Op: op, OpenACL: true,
 		Router: func(string) scsi.Router { return r }}
-	s, err := NewServer(Config{Targets: []*Target{tg}, Limits: lim, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.debugChecks = true
-	tg.Portals = []Portal{{Address: l.Addr().String(), PortalGroupTag: 1}}
-	done := make(chan struct{})
-	go func() { s.Serve(l); close(done) }()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-		s.wg.Wait()
-	})
-	return &testEnv{srv: s, addr: l.Addr().String(), router: r, tgt: tg}
+	return serveTarget(t, l, tg, r, Config{Limits: lim, Logger: log})
 }
 
 // waitFor polls cond until it holds or d passes: the machine is shared

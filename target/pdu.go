@@ -8,7 +8,8 @@ import (
 // This file is the pure iSCSI PDU codec (RFC 7143 section 11): one struct
 // per opcode, byte-in parse functions in an opcode table with a fallback,
 // and encoders that write a BHS into a caller's buffer. Nothing here touches
-// io or connection state (house rule 1); pdureader.go adds the framing.
+// io or connection state, so it is tested with byte literals and fuzzed
+// alone; pdureader.go adds the framing.
 
 const (
 	bhsLen    = 48 // RFC 7143 11.2.1: the BHS is 48 bytes long

@@ -606,7 +606,7 @@ func (c *conn) worker() {
 }
 
 // runTask runs one command and hands the task back. A panic in the device
-// server becomes a CHECK CONDITION for this command only (house rule: no
+// server becomes a CHECK CONDITION for this command only (no
 // input takes the daemon down).
 func (c *conn) runTask(t *task) {
 	r := t.router
